@@ -1,0 +1,906 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+"""vjson._core: the native HNSW index, SIMD distance kernels and exact k-NN.
+
+The graph is C data (graph.pxd) searched and built by nogil functions
+(hnsw.pxi) under a C reader-writer lock, so Python threads search in parallel.
+This module adds the Python face: input validation, numpy in and out, and the
+file format (index_file.pxi).
+"""
+
+import os
+
+import numpy as np
+
+from libc.math cimport INFINITY, isfinite, log, sqrt
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy, memset
+from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
+
+from graph cimport *
+from heap cimport Heap, HeapItem, heap_free, heap_pop, heap_push, heap_reserve
+from labelmap cimport LABEL_EMPTY, LABELMAP_MIN_SLOTS, LabelSlot, labelmap_erase, labelmap_find, labelmap_put
+from native cimport *
+
+from vjson.errors import (
+    CorruptionError,
+    DatabaseClosedError,
+    DimensionMismatchError,
+    FormatVersionError,
+    InvalidInputError,
+    InvalidVectorError,
+    RecordNotFoundError,
+)
+
+cdef extern from *:
+    void __builtin_prefetch(const void *p) noexcept nogil
+    int __builtin_ctz(unsigned int x) noexcept nogil
+    int __builtin_popcount(unsigned int x) noexcept nogil
+
+include "hnsw.pxi"
+include "index_file.pxi"
+
+#: The label reported for "no result" in padded batch output (2**64 - 1);
+#: it is therefore not a valid label.
+NO_LABEL = 0xFFFFFFFFFFFFFFFF
+
+_METRICS = {"l2": METRIC_L2, "ip": METRIC_IP, "cosine": METRIC_COSINE}
+_METRIC_NAMES = {v: k for k, v in _METRICS.items()}
+_SIMD_LEVELS = {"scalar": VJ_SIMD_SCALAR, "avx2": VJ_SIMD_AVX2, "avx512": VJ_SIMD_AVX512}
+
+
+# ---------------------------------------------------------------- SIMD control
+
+def simd_info():
+    """Which distance kernels run: ``{"active", "best", "available", "env"}``."""
+    if not vj_simd_ready:
+        vj_simd_init()
+    best = vj_cpu_best_level()
+    return {
+        "active": vj_simd_name(vj_active.level).decode(),
+        "best": vj_simd_name(best).decode(),
+        "available": [vj_simd_name(i).decode() for i in range(best + 1)],
+        "env": os.environ.get("VJSON_SIMD"),
+    }
+
+
+def set_simd(str name):
+    """Force a kernel family: "scalar", "avx2", "avx512", or "auto" (the best).
+
+    Meant for tests and diagnosis; raises InvalidInputError when the CPU lacks it.
+    """
+    if name == "auto":
+        vj_simd_set(vj_cpu_best_level())
+        return
+    if name not in _SIMD_LEVELS:
+        raise InvalidInputError(f"unknown SIMD level {name!r}; choose from {sorted(_SIMD_LEVELS)} or 'auto'")
+    if vj_simd_set(_SIMD_LEVELS[name]) != 0:
+        raise InvalidInputError(f"this CPU does not support the {name} kernels")
+
+
+def default_threads():
+    """The number of CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------- input checks
+
+cdef object as_matrix(object data, size_t dim, str what="vectors"):
+    """A C-contiguous float32 (n, dim) view of data (no copy if it already is)."""
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise InvalidVectorError(f"{what} must be numeric arrays: {exc}") from None
+    if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
+        raise InvalidVectorError(f"{what} must be numeric, got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2:
+        raise InvalidVectorError(f"{what} must be 1-D or 2-D, got {array.ndim}-D")
+    if <size_t> array.shape[1] != dim:
+        raise DimensionMismatchError(f"{what} have dimension {array.shape[1]}, the index has {dim}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+cdef Py_ssize_t first_bad_row(const float[:, ::1] rows, bint need_norm) noexcept nogil:
+    """Index of the first row holding NaN/inf (or all zeros when it must be normalised), or -1."""
+    cdef Py_ssize_t i, j
+    cdef bint nonzero
+    for i in range(rows.shape[0]):
+        nonzero = False
+        for j in range(rows.shape[1]):
+            if not isfinite(rows[i, j]):
+                return i
+            if rows[i, j] != 0:
+                nonzero = True
+        if need_norm and not nonzero:
+            return i
+    return -1
+
+
+cdef object check_rows(object matrix, int metric, str what="vectors"):
+    cdef const float[:, ::1] rows = matrix
+    cdef Py_ssize_t bad
+    with nogil:
+        bad = first_bad_row(rows, metric == METRIC_COSINE)
+    if bad >= 0:
+        if not np.isfinite(matrix[bad]).all():
+            raise InvalidVectorError(f"{what}[{bad}] holds NaN or infinite values")
+        raise InvalidVectorError(f"{what}[{bad}] is all zeros: a cosine vector needs a direction")
+
+
+cdef object as_labels(object labels, Py_ssize_t n):
+    try:
+        array = np.asarray(labels)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"labels must be integers: {exc}") from None
+    if array.ndim == 0:
+        array = array.reshape(1)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise InvalidInputError(f"labels must be a 1-D sequence of integers, got {array.dtype} of shape {array.shape}")
+    if n >= 0 and array.shape[0] != n:
+        raise InvalidInputError(f"got {array.shape[0]} labels for {n} vectors")
+    if array.dtype.kind == "i" and array.size and array.min() < 0:
+        raise InvalidInputError("labels must be non-negative")
+    array = np.ascontiguousarray(array, dtype=np.uint64)
+    if array.size and (array == np.uint64(NO_LABEL)).any():
+        raise InvalidInputError("label 2**64-1 is reserved")
+    return array
+
+
+cdef object as_bitset(object allowed):
+    """A packed little-endian uint8 bitset over labels from a bool mask, or as given."""
+    if allowed is None:
+        return None
+    array = np.asarray(allowed)
+    if array.ndim != 1:
+        raise InvalidInputError("allowed must be a 1-D bool mask over labels or a packed uint8 bitset")
+    if array.dtype == np.bool_:
+        return np.packbits(array, bitorder="little")
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    raise InvalidInputError(f"allowed must be a bool mask or a packed uint8 bitset, got {array.dtype}")
+
+
+cdef size_t popcount(const uint8_t[::1] bits) noexcept nogil:
+    cdef size_t i, total = 0
+    for i in range(<size_t> bits.shape[0]):
+        total += <size_t> __builtin_popcount(bits[i])
+    return total
+
+
+# ---------------------------------------------------------------- exact k-NN
+
+cdef struct ScanJob:
+    const float *data
+    size_t n
+    const float *queries
+    size_t dim
+    size_t k
+    vj_dist_fn dist
+    int64_t *ids
+    float *distances
+    Heap *heaps
+
+cdef void scan_task(void *ctx, size_t item, int worker) noexcept nogil:
+    cdef ScanJob *job = <ScanJob *> ctx
+    cdef Heap *h = &job.heaps[worker]
+    cdef const float *q = job.queries + item * job.dim
+    cdef size_t i, n
+    h.size = 0
+    for i in range(job.n):
+        offer(h, job.k, job.dist(q, job.data + i * job.dim, job.dim), <uint32_t> i)
+    n = h.size
+    for i in range(n, job.k):
+        job.ids[item * job.k + i] = -1
+        job.distances[item * job.k + i] = INFINITY
+    while n > 0:
+        n -= 1
+        job.ids[item * job.k + n] = h.items[0].node
+        job.distances[item * job.k + n] = h.items[0].key
+        heap_pop(h)
+
+
+def brute_force_knn(data, queries, int k=10, str metric="l2", num_threads=None):
+    """Exact k nearest rows of ``data`` for each query: ``(ids int64, distances float32)``, each (m, k).
+
+    Distances match the index: squared L2, or 1 - dot for "ip" and "cosine"
+    (cosine normalises copies of both sides). Rows of fewer than k results are
+    padded with id -1 and distance inf. Runs across threads without the GIL.
+    """
+    if metric not in _METRICS:
+        raise InvalidInputError(f"metric must be one of {sorted(_METRICS)}, got {metric!r}")
+    base = np.asarray(data)
+    if base.ndim != 2:
+        raise InvalidVectorError("data must be a 2-D array")
+    if base.shape[0] >= 0xFFFFFFFF:
+        raise InvalidInputError("data has too many rows")
+    cdef size_t dim = base.shape[1]
+    base = as_matrix(base, dim, "data")
+    qs = as_matrix(queries, dim, "queries")
+    if k <= 0:
+        raise InvalidInputError(f"k must be positive, got {k}")
+    check_rows(base, METRIC_L2, "data")
+    check_rows(qs, METRIC_L2, "queries")
+    if _METRICS[metric] == METRIC_COSINE:
+        base = _normalised(base)
+        qs = _normalised(qs)
+    cdef int threads = _thread_count(num_threads)
+    ids = np.empty((qs.shape[0], k), dtype=np.int64)
+    dists = np.empty((qs.shape[0], k), dtype=np.float32)
+    cdef const float[:, ::1] bv = base
+    cdef const float[:, ::1] qv = qs
+    cdef int64_t[:, ::1] iv = ids
+    cdef float[:, ::1] dv = dists
+    cdef ScanJob job
+    cdef int t
+    if qs.shape[0] == 0 or base.shape[0] == 0:
+        ids.fill(-1)
+        dists.fill(np.inf)
+        return ids, dists
+    job.data = &bv[0, 0]
+    job.n = bv.shape[0]
+    job.queries = &qv[0, 0]
+    job.dim = dim
+    job.k = k
+    job.dist = metric_kernel(_METRICS[metric])
+    job.ids = &iv[0, 0]
+    job.distances = &dv[0, 0]
+    job.heaps = <Heap *> calloc(threads, sizeof(Heap))
+    if job.heaps == NULL:
+        raise MemoryError()
+    try:
+        for t in range(threads):
+            if heap_reserve(&job.heaps[t], k + 1) != 0:
+                raise MemoryError()
+        with nogil:
+            vj_parallel_for(qv.shape[0], threads, scan_task, &job)
+    finally:
+        for t in range(threads):
+            heap_free(&job.heaps[t])
+        free(job.heaps)
+    return ids, dists
+
+
+def _normalised(matrix):
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1
+    return np.ascontiguousarray(matrix / norms, dtype=np.float32)
+
+
+cdef int _thread_count(object num_threads) except -1:
+    if num_threads is None:
+        return default_threads()
+    if not isinstance(num_threads, int) or num_threads < 1:
+        raise InvalidInputError(f"num_threads must be a positive int, got {num_threads!r}")
+    return min(<int> num_threads, VJ_MAX_THREADS)
+
+
+def _kernel_distance(a, b, str metric="l2"):
+    """Distance of two vectors with the active kernels (for tests)."""
+    av = np.ascontiguousarray(a, dtype=np.float32).ravel()
+    bv = np.ascontiguousarray(b, dtype=np.float32).ravel()
+    if av.shape != bv.shape:
+        raise DimensionMismatchError("vectors differ in length")
+    cdef const float[::1] x = av
+    cdef const float[::1] y = bv
+    cdef vj_dist_fn dist = metric_kernel(_METRICS[metric])
+    if x.shape[0] == 0:
+        return 0.0 if metric == "l2" else 1.0
+    return dist(&x[0], &y[0], x.shape[0])
+
+
+def _checksum(data, uint64_t seed=0):
+    """The 64-bit checksum the index file uses (for tests and the file format)."""
+    cdef const uint8_t[::1] view = memoryview(data).cast("B")
+    if view.shape[0] == 0:
+        return vj_checksum64(NULL, 0, seed)
+    return vj_checksum64(&view[0], view.shape[0], seed)
+
+
+# ---------------------------------------------------------------- the index
+
+cdef class HNSWIndex:
+    """An HNSW graph over float32 vectors with uint64 labels.
+
+    ``HNSWIndex(dim, metric="l2", M=16, ef_construction=200, capacity=1024,
+    seed=100, ef_search=64)``. Metrics: "l2" (squared Euclidean), "ip"
+    (distance 1 - dot) and "cosine" (vectors normalised on the way in, then
+    "ip"). Capacity grows on demand. Searches run in parallel from many Python
+    threads; inserts, deletes and saves take the index exclusively for short
+    chunks, so searches interleave with a long insert.
+    """
+
+    cdef Graph *g
+    cdef public size_t exact_limit
+    cdef size_t _ef_search
+    cdef uint64_t _seed
+
+    def __cinit__(self, int dim, str metric="l2", int M=16, int ef_construction=200,
+                  size_t capacity=1024, uint64_t seed=100, int ef_search=64):
+        if dim <= 0 or dim > 65536:
+            raise InvalidInputError(f"dim must be in [1, 65536], got {dim}")
+        if metric not in _METRICS:
+            raise InvalidInputError(f"metric must be one of {sorted(_METRICS)}, got {metric!r}")
+        if M < 2 or M > 2048:
+            raise InvalidInputError(f"M must be in [2, 2048], got {M}")
+        if ef_construction < 1:
+            raise InvalidInputError(f"ef_construction must be positive, got {ef_construction}")
+        if ef_search < 1:
+            raise InvalidInputError(f"ef_search must be positive, got {ef_search}")
+        self.g = new_graph(dim, _METRICS[metric], M, ef_construction, seed)
+        if self.g == NULL:
+            raise MemoryError()
+        self._ef_search = ef_search
+        self._seed = seed
+        self.exact_limit = 0  # chosen per search from the live count unless set
+        if capacity > 0 and grow_nodes(self.g, capacity) != 0:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self.g != NULL:
+            free_graph(self.g)
+            self.g = NULL
+
+    cdef inline Graph *open_graph(self) except NULL:
+        if self.g == NULL:
+            raise DatabaseClosedError("the index is closed")
+        return self.g
+
+    # ---- settings and counts
+    @property
+    def dim(self):
+        return self.open_graph().dim
+
+    @property
+    def metric(self):
+        return _METRIC_NAMES[self.open_graph().metric]
+
+    @property
+    def M(self):
+        return self.open_graph().M
+
+    @property
+    def ef_construction(self):
+        return self.open_graph().ef_construction
+
+    @property
+    def ef_search(self):
+        """Beam width of searches (default 64); at least k is used."""
+        return self._ef_search
+
+    @ef_search.setter
+    def ef_search(self, int value):
+        if value < 1:
+            raise InvalidInputError(f"ef_search must be positive, got {value}")
+        self._ef_search = value
+
+    @property
+    def capacity(self):
+        return self.open_graph().capacity
+
+    @property
+    def element_count(self):
+        """Node slots in use, live and deleted."""
+        return self.open_graph().count
+
+    @property
+    def deleted_count(self):
+        return self.open_graph().n_deleted
+
+    @property
+    def max_level(self):
+        return self.open_graph().max_level
+
+    @property
+    def closed(self):
+        return self.g == NULL
+
+    def __len__(self):
+        return self.open_graph().label_count
+
+    def __contains__(self, label):
+        cdef Graph *g = self.open_graph()
+        cdef bint found
+        if not isinstance(label, (int, np.integer)) or label < 0 or label >= NO_LABEL:
+            return False
+        cdef uint64_t key = label
+        with nogil:
+            vj_read_lock(&g.rw)
+            found = find_node(g, key) >= 0
+            vj_rw_unlock(&g.rw)
+        return found
+
+    def __repr__(self):
+        if self.g == NULL:
+            return "HNSWIndex(closed)"
+        return (f"HNSWIndex(dim={self.g.dim}, metric={self.metric!r}, M={self.g.M}, "
+                f"ef_construction={self.g.ef_construction}, size={self.g.label_count})")
+
+    def __enter__(self):
+        self.open_graph()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Free the graph (waiting for running searches); later calls raise DatabaseClosedError."""
+        cdef Graph *g = self.g
+        if g == NULL:
+            return
+        with nogil:
+            vj_write_lock(&g.rw)
+            vj_rw_unlock(&g.rw)
+        self.g = NULL
+        free_graph(g)
+
+    def resize(self, size_t capacity):
+        """Reserve room for `capacity` nodes (never shrinks)."""
+        cdef Graph *g = self.open_graph()
+        cdef int rc
+        with nogil:
+            vj_write_lock(&g.rw)
+            rc = grow_nodes(g, capacity)
+            vj_rw_unlock(&g.rw)
+        if rc != 0:
+            raise MemoryError()
+
+    # ---- writes
+    def add(self, vectors, labels, num_threads=None):
+        """Insert vectors under labels; a label already present gets the new vector.
+
+        Within one call the last occurrence of a repeated label wins. The batch
+        is validated whole before anything changes (dimension, NaN/inf, labels).
+        Runs on `num_threads` threads (default: all CPUs) without the GIL, in
+        chunks, so concurrent searches wait at most one chunk.
+        """
+        cdef Graph *g = self.open_graph()
+        matrix = as_matrix(vectors, g.dim)
+        keys = as_labels(labels, matrix.shape[0])
+        check_rows(matrix, g.metric)
+        if matrix.shape[0] == 0:
+            return
+        # last occurrence wins: keep the final index of each label, in input order
+        _, last_rev = np.unique(keys[::-1], return_index=True)
+        if last_rev.shape[0] != keys.shape[0]:
+            keep = np.sort(keys.shape[0] - 1 - last_rev)
+            matrix = matrix[keep]
+            keys = keys[keep]
+        cdef int threads = _thread_count(num_threads)
+        cdef size_t chunk = 256 * <size_t> threads
+        cdef size_t start = 0, total = matrix.shape[0]
+        cdef const float[:, ::1] rows = matrix
+        cdef const uint64_t[::1] ids = keys
+        cdef uint32_t *nodes = <uint32_t *> malloc(min(chunk, total) * sizeof(uint32_t))
+        cdef Scratch **scratch = <Scratch **> calloc(threads, sizeof(Scratch *))
+        cdef int rc = 0
+        if nodes == NULL or scratch == NULL:
+            free(nodes)
+            free(scratch)
+            raise MemoryError()
+        try:
+            with nogil:
+                while start < total and rc == 0:
+                    vj_write_lock(&g.rw)
+                    rc = add_chunk(g, &rows[0, 0], &ids[0], start, min(chunk, total - start),
+                                   nodes, scratch, threads)
+                    vj_rw_unlock(&g.rw)
+                    start += chunk
+        finally:
+            free(nodes)
+            free(scratch)
+        if rc != 0:
+            raise MemoryError("out of memory while inserting")
+
+    def delete(self, labels):
+        """Mark labels deleted: they leave results at once and their slots are reused.
+
+        Every label must be present (else RecordNotFoundError, and nothing is
+        deleted). Returns the number deleted.
+        """
+        cdef Graph *g = self.open_graph()
+        keys = np.unique(as_labels(labels, -1))
+        cdef const uint64_t[::1] ids = keys
+        cdef Py_ssize_t i, missing = -1
+        cdef int64_t node
+        if keys.shape[0] == 0:
+            return 0
+        with nogil:
+            vj_write_lock(&g.rw)
+            for i in range(ids.shape[0]):
+                if find_node(g, ids[i]) < 0:
+                    missing = i
+                    break
+            if missing < 0:
+                for i in range(ids.shape[0]):
+                    node = find_node(g, ids[i])
+                    node_flags(g, node)[0] |= FLAG_DELETED
+                    g.n_deleted += 1
+                    labelmap_erase(g.labels, g.label_slots, ids[i])
+                    g.label_count -= 1
+                    push_free(g, <uint32_t> node)
+            vj_rw_unlock(&g.rw)
+        if missing >= 0:
+            raise RecordNotFoundError(f"label {int(keys[missing])} is not in the index")
+        return keys.shape[0]
+
+    # ---- reads
+    def search(self, query, int k=10, ef_search=None, allowed=None):
+        """The k nearest labels to one query: ``(labels uint64, distances float32)``, ascending.
+
+        `allowed` restricts results to labels set in a bool mask over labels
+        (or a packed little-endian uint8 bitset); the graph is still walked
+        through other nodes. Fewer than k come back only when fewer than k live
+        (allowed) labels exist.
+        """
+        cdef Graph *g = self.open_graph()
+        cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
+        if k <= 0:
+            raise InvalidInputError(f"k must be positive, got {k}")
+        q = as_matrix(query, g.dim, "query")
+        if q.shape[0] != 1:
+            raise InvalidVectorError(f"search takes one query, got {q.shape[0]}; use search_batch")
+        check_rows(q, g.metric, "query")
+        bits = as_bitset(allowed)
+        cdef const float[:, ::1] qv = q
+        cdef const uint8_t[::1] bv
+        cdef const uint8_t *bptr = NULL
+        cdef size_t nbytes = 0, allowed_count = 0
+        if bits is not None and bits.shape[0] > 0:
+            bv = bits
+            bptr = &bv[0]
+            nbytes = bv.shape[0]
+            with nogil:
+                allowed_count = popcount(bv)
+        elif bits is not None:
+            return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32)
+        out_labels = np.empty(k, dtype=np.uint64)
+        out_dists = np.empty(k, dtype=np.float32)
+        cdef uint64_t[::1] lv = out_labels
+        cdef float[::1] dv = out_dists
+        cdef Py_ssize_t found
+        cdef Scratch *s
+        cdef const float *qp = &qv[0, 0]
+        with nogil:
+            vj_read_lock(&g.rw)
+            s = scratch_acquire(g)
+            if s == NULL:
+                found = -1
+            else:
+                if g.metric == METRIC_COSINE:
+                    normalise_into(qp, s.query, g.dim)
+                    qp = s.query
+                found = knn_search(g, s, qp, k, ef, bptr, nbytes, allowed_count,
+                                   self.exact_cutoff(allowed_count), &lv[0], &dv[0])
+                scratch_release(g, s)
+            vj_rw_unlock(&g.rw)
+        if found < 0:
+            raise MemoryError()
+        return out_labels[:found], out_dists[:found]
+
+    def search_batch(self, queries, int k=10, ef_search=None, allowed=None, num_threads=None):
+        """k nearest labels for each query row: ``(labels (m, k) uint64, distances (m, k) float32)``.
+
+        Runs across threads without the GIL. Rows with fewer than k results are
+        padded with label ``NO_LABEL`` (2**64-1) and distance inf.
+        """
+        cdef Graph *g = self.open_graph()
+        cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
+        if k <= 0:
+            raise InvalidInputError(f"k must be positive, got {k}")
+        q = as_matrix(queries, g.dim, "queries")
+        check_rows(q, g.metric, "queries")
+        bits = as_bitset(allowed)
+        cdef int threads = _thread_count(num_threads)
+        out_labels = np.full((q.shape[0], k), NO_LABEL, dtype=np.uint64)
+        out_dists = np.full((q.shape[0], k), np.inf, dtype=np.float32)
+        if q.shape[0] == 0 or (bits is not None and bits.shape[0] == 0):
+            return out_labels, out_dists
+        cdef const float[:, ::1] qv = q
+        cdef uint64_t[:, ::1] lv = out_labels
+        cdef float[:, ::1] dv = out_dists
+        cdef const uint8_t[::1] bv
+        cdef SearchJob job
+        cdef int t
+        memset(&job, 0, sizeof(job))
+        if bits is not None:
+            bv = bits
+            job.allowed = &bv[0]
+            job.allowed_bytes = bv.shape[0]
+            with nogil:
+                job.allowed_count = popcount(bv)
+        job.graph = g
+        job.queries = &qv[0, 0]
+        job.k = k
+        job.ef = ef
+        job.exact_limit = self.exact_cutoff(job.allowed_count) if bits is not None else 0
+        job.labels = &lv[0, 0]
+        job.distances = &dv[0, 0]
+        if threads > q.shape[0]:
+            threads = q.shape[0]
+        job.scratch = <Scratch **> calloc(threads, sizeof(Scratch *))
+        if job.scratch == NULL:
+            raise MemoryError()
+        with nogil:
+            vj_read_lock(&g.rw)
+            for t in range(threads):
+                job.scratch[t] = scratch_acquire(g)
+                if job.scratch[t] == NULL:
+                    job.failed = 1
+            if not job.failed:
+                vj_parallel_for(qv.shape[0], threads, search_task, &job)
+            for t in range(threads):
+                if job.scratch[t] != NULL:
+                    scratch_release(g, job.scratch[t])
+            vj_rw_unlock(&g.rw)
+        free(job.scratch)
+        if job.failed:
+            raise MemoryError()
+        return out_labels, out_dists
+
+    cdef size_t exact_cutoff(self, size_t allowed_count) noexcept nogil:
+        # Below this many allowed labels a filtered search scans them exactly:
+        # a graph walk must then visit ~ef / selectivity nodes to fill its beam,
+        # which costs more than computing the allowed distances directly.
+        if self.exact_limit > 0:
+            return self.exact_limit
+        return max(<size_t> 2000, self.g.label_count // 50)
+
+    def get_vectors(self, labels):
+        """Stored vectors for labels, (n, dim) float32 (normalised under cosine)."""
+        cdef Graph *g = self.open_graph()
+        keys = as_labels(labels, -1)
+        out = np.empty((keys.shape[0], g.dim), dtype=np.float32)
+        cdef const uint64_t[::1] ids = keys
+        cdef float[:, ::1] ov = out
+        cdef Py_ssize_t i, missing = -1
+        cdef int64_t node
+        with nogil:
+            vj_read_lock(&g.rw)
+            for i in range(ids.shape[0]):
+                node = find_node(g, ids[i])
+                if node < 0:
+                    missing = i
+                    break
+                memcpy(&ov[i, 0], node_vector(g, node), g.dim * sizeof(float))
+            vj_rw_unlock(&g.rw)
+        if missing >= 0:
+            raise RecordNotFoundError(f"label {int(keys[missing])} is not in the index")
+        return out
+
+    def labels(self):
+        """Every live label, in node order, as uint64."""
+        cdef Graph *g = self.open_graph()
+        out = np.empty(len(self), dtype=np.uint64)
+        cdef uint64_t[::1] ov = out
+        cdef size_t node, n = 0
+        with nogil:
+            vj_read_lock(&g.rw)
+            for node in range(g.count):
+                if not node_deleted(g, node) and n < <size_t> ov.shape[0]:
+                    ov[n] = node_label(g, node)
+                    n += 1
+            vj_rw_unlock(&g.rw)
+        return out[:n]
+
+    # ---- persistence (index_file.pxi)
+    def save(self, path, bint durable=True):
+        """Write the index to `path` atomically (temp file, fsync, rename, fsync folder)."""
+        cdef Graph *g = self.open_graph()
+        with nogil:
+            vj_read_lock(&g.rw)
+        try:
+            write_index_file(self, os.fspath(path), durable)
+        finally:
+            with nogil:
+                vj_rw_unlock(&g.rw)
+
+    @staticmethod
+    def load(path, bint verify=False, ef_search=64):
+        """Open a saved index. The graph block is memory-mapped, not parsed.
+
+        Opening checks the header, every section's bounds and the checksums of
+        the small sections; a truncated or corrupted file raises
+        CorruptionError. `verify=True` also checksums the level-0 block (all
+        vectors and links), which reads the whole file. Without it, a damaged
+        link can never make a search leave the graph (links are bounds-checked).
+        """
+        return read_index_file(os.fspath(path), verify, ef_search)
+
+    def check(self):
+        """Walk the whole structure and return a report; raises CorruptionError on a broken invariant."""
+        cdef Graph *g = self.open_graph()
+        with nogil:
+            vj_read_lock(&g.rw)
+        try:
+            return check_graph(g)
+        finally:
+            with nogil:
+                vj_rw_unlock(&g.rw)
+
+
+cdef size_t _positive(object value, str name) except 0:
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------- graph lifecycle
+
+cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, uint64_t seed) noexcept:
+    cdef Graph *g = <Graph *> calloc(1, sizeof(Graph))
+    cdef size_t i
+    if g == NULL:
+        return NULL
+    g.dim = dim
+    g.metric = metric
+    g.M = M
+    g.M0 = 2 * M
+    g.ef_construction = ef_construction
+    g.level_mult = 1.0 / log(<double> M)
+    g.rng = seed
+    g.vec_offset = round_up(OFF_LINKS + (g.M0 + 1) * sizeof(uint32_t), 32)
+    g.record_size = round_up(g.vec_offset + dim * sizeof(float), 32)
+    g.entry_point = -1
+    g.max_level = -1
+    g.label_slots = LABELMAP_MIN_SLOTS
+    g.labels_bytes = g.label_slots * sizeof(LabelSlot)
+    g.labels = <LabelSlot *> map_anonymous(g.labels_bytes)
+    if g.labels == NULL:
+        free(g)
+        return NULL
+    for i in range(g.label_slots):
+        g.labels[i].key = LABEL_EMPTY
+    pthread_mutex_init(&g.entry_lock, NULL)
+    pthread_mutex_init(&g.pool_lock, NULL)
+    vj_rwlock_init(&g.rw)
+    return g
+
+cdef inline size_t round_up(size_t x, size_t to) noexcept nogil:
+    return (x + to - 1) // to * to
+
+cdef void free_graph(Graph *g) noexcept nogil:
+    cdef size_t i
+    for i in range(g.pool_size):
+        scratch_free(g.pool[i])
+    free(g.pool)
+    if g.upper != NULL:
+        for i in range(g.capacity):
+            free(g.upper[i])
+    free(g.upper)
+    free(g.levels)
+    free(g.node_locks)
+    free(g.free_nodes)
+    if g.level0 != NULL:
+        munmap(g.level0, g.level0_bytes)
+    if g.labels != NULL:
+        munmap(g.labels, g.labels_bytes)
+    pthread_mutex_destroy(&g.entry_lock)
+    pthread_mutex_destroy(&g.pool_lock)
+    vj_rwlock_destroy(&g.rw)
+    free(g)
+
+cdef int push_free(Graph *g, uint32_t node) noexcept nogil:
+    cdef uint32_t *grown
+    if g.n_free == g.free_capacity:
+        grown = <uint32_t *> realloc(g.free_nodes, (2 * g.free_capacity + 16) * sizeof(uint32_t))
+        if grown == NULL:
+            return -1  # the slot is just not reused
+        g.free_nodes = grown
+        g.free_capacity = 2 * g.free_capacity + 16
+    g.free_nodes[g.n_free] = node
+    g.n_free += 1
+    return 0
+
+cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t start, size_t n,
+                   uint32_t *nodes, Scratch **scratch, int threads) noexcept nogil:
+    """Insert rows[start:start+n] under the write lock: place, then link in parallel."""
+    cdef size_t i, fresh = 0, needed
+    cdef int64_t node
+    cdef int level, t, rc = 0
+    cdef InsertJob job
+    # room first, so nothing below can fail half-way
+    for i in range(start, start + n):
+        if find_node(g, ids[i]) < 0:
+            fresh += 1
+    needed = g.count + (fresh - g.n_free if fresh > g.n_free else 0)
+    if needed > g.capacity and grow_nodes(g, max(needed, 2 * g.capacity)) != 0:
+        return -1
+    if grow_labels(g, g.label_count + fresh) != 0:
+        return -1
+    for i in range(start, start + n):
+        node = find_node(g, ids[i])
+        if node < 0:
+            if g.n_free > 0:  # reuse a deleted slot: re-linked like an update
+                g.n_free -= 1
+                node = g.free_nodes[g.n_free]
+                node_flags(g, node)[0] &= ~(<uint32_t> FLAG_DELETED)
+                g.n_deleted -= 1
+            else:
+                node = g.count
+                level = draw_level(g)
+                if place_new_node(g, node, level) != 0:
+                    return -1
+                g.count += 1
+            (<uint64_t *> node_record(g, node))[0] = ids[i]
+            labelmap_put(g.labels, g.label_slots, ids[i], <uint64_t> node)
+            g.label_count += 1
+        if g.metric == METRIC_COSINE:
+            normalise_into(rows + i * g.dim, node_vector(g, node), g.dim)
+        else:
+            memcpy(node_vector(g, node), rows + i * g.dim, g.dim * sizeof(float))
+        nodes[i - start] = <uint32_t> node
+    for t in range(threads):
+        if scratch[t] != NULL and scratch[t].visited_size < g.count:
+            scratch_release(g, scratch[t])  # too small now: re-acquire below
+            scratch[t] = NULL
+        if scratch[t] == NULL:
+            scratch[t] = scratch_acquire(g)
+            if scratch[t] == NULL:
+                rc = -1
+    if rc == 0:
+        job.graph = g
+        job.nodes = nodes
+        job.scratch = scratch
+        job.failed = 0
+        vj_parallel_for(n, threads, insert_task, &job)
+        rc = -1 if job.failed else 0
+    for t in range(threads):
+        if scratch[t] != NULL:
+            scratch_release(g, scratch[t])
+            scratch[t] = NULL
+    return rc
+
+cdef int place_new_node(Graph *g, size_t node, int level) noexcept nogil:
+    cdef char *record = node_record(g, node)
+    memset(record, 0, g.record_size)
+    g.levels[node] = <uint8_t> level
+    g.upper[node] = NULL
+    if level > 0:
+        g.upper[node] = <uint32_t *> calloc(<size_t> level * (g.M + 1), sizeof(uint32_t))
+        if g.upper[node] == NULL:
+            return -1
+    return 0
+
+
+cdef object check_graph(Graph *g):
+    """Structural invariants: lists in range, labels and nodes agree, entry point valid."""
+    cdef size_t node, j, n, links_total = 0, live = 0
+    cdef int level
+    cdef uint32_t *links
+    cdef int64_t found
+    problems = []
+    for node in range(g.count):
+        for level in range(g.levels[node] + 1):
+            links = node_links(g, node, level)
+            if links == NULL:
+                problems.append(f"node {node} lacks its level-{level} list")
+                continue
+            n = links[0]
+            if n > max_links(g, level):
+                problems.append(f"node {node} level {level}: {n} links exceed {max_links(g, level)}")
+                continue
+            links_total += n
+            for j in range(1, n + 1):
+                if links[j] >= g.count or g.levels[links[j]] < level:
+                    problems.append(f"node {node} level {level}: link to invalid node {links[j]}")
+        if not node_deleted(g, node):
+            live += 1
+            found = find_node(g, node_label(g, node))
+            if found != <int64_t> node:
+                problems.append(f"node {node}: its label {node_label(g, node)} maps to {found}")
+        if len(problems) > 20:
+            break
+    if live != g.label_count:
+        problems.append(f"{live} live nodes but {g.label_count} labels")
+    if g.count > 0 and (g.entry_point < 0 or <size_t> g.entry_point >= g.count
+                        or g.levels[g.entry_point] != g.max_level):
+        problems.append(f"entry point {g.entry_point} (max level {g.max_level}) is invalid")
+    if problems:
+        raise CorruptionError("index check failed: " + "; ".join(problems[:20]))
+    return {"nodes": g.count, "live": live, "deleted": g.n_deleted, "links": links_total,
+            "max_level": g.max_level, "reusable_slots": g.n_free}

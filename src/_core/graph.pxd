@@ -1,0 +1,88 @@
+# The HNSW graph as plain C data, so every hot path runs without the GIL.
+#
+# Level-0 lives in one block of fixed-size records, one per node:
+#   [u64 label][u32 flags][u32 n_links][u32 links[M0]] pad [f32 vector[dim]] pad
+# The vector sits beside the links that lead away from it, so expanding a node
+# touches one record. Saved files hold this block verbatim and map it back.
+# Upper levels (few nodes) hold, per node, `level` lists of [u32 n][u32 links[M]].
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+
+from heap cimport Heap
+from labelmap cimport LabelSlot
+from native cimport vj_rwlock
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t *m, void *attr)
+    int pthread_mutex_destroy(pthread_mutex_t *m)
+    int pthread_mutex_lock(pthread_mutex_t *m)
+    int pthread_mutex_unlock(pthread_mutex_t *m)
+
+cdef enum:
+    METRIC_L2 = 0
+    METRIC_IP = 1
+    METRIC_COSINE = 2
+
+cdef enum:
+    FLAG_DELETED = 1
+
+cdef enum:
+    OFF_LABEL = 0
+    OFF_FLAGS = 8
+    OFF_LINKS = 12        # the level-0 list: [n][links...]
+    MAX_LEVEL = 64
+
+cdef struct Scratch:
+    # Per-thread search state, pooled and reused between calls.
+    uint16_t *visited      # visited[node] == tag means seen in this search
+    size_t visited_size
+    uint16_t tag
+    Heap candidates
+    Heap results
+    uint32_t *link_copy    # a neighbour list copied under its node lock
+    Heap sorted            # results in ascending order, for neighbour selection
+    Heap selected
+    float *query           # the normalised copy of a cosine query
+
+cdef struct Graph:
+    size_t dim
+    int metric
+    size_t M               # max links per node on upper levels
+    size_t M0              # max links per node on level 0 (2 * M)
+    size_t ef_construction
+    double level_mult      # 1 / ln(M): the level distribution's scale
+    uint64_t rng           # level draws; one sequence per index, so builds replay
+
+    size_t record_size
+    size_t vec_offset
+    size_t capacity        # nodes the level-0 block can hold
+    size_t count           # nodes ever allocated (live, deleted or reusable)
+    size_t n_deleted
+    char *level0
+    size_t level0_bytes    # size of the level-0 mapping
+    bint level0_from_file  # a MAP_PRIVATE view of a saved file
+
+    uint8_t *levels        # top level of each node
+    uint32_t **upper       # per node: its upper-level lists, or NULL
+    unsigned char *node_locks
+
+    LabelSlot *labels
+    size_t label_slots     # a power of two, at least 2 * label_count
+    size_t label_count     # live labels
+    size_t labels_bytes
+    bint labels_from_file
+
+    uint32_t *free_nodes   # deleted nodes whose slots a new label may take
+    size_t n_free
+    size_t free_capacity
+
+    int64_t entry_point    # -1 while empty
+    int max_level
+    pthread_mutex_t entry_lock
+    vj_rwlock rw
+
+    Scratch **pool
+    size_t pool_size
+    size_t pool_capacity
+    pthread_mutex_t pool_lock

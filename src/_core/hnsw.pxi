@@ -1,0 +1,594 @@
+# HNSW (Malkov & Yashunin) over the C-level Graph: memory, search and insert.
+# Everything here is nogil; the Python-facing class in _core.pyx validates
+# input, takes the reader-writer lock and calls in.
+
+# ---------------------------------------------------------------- records
+
+cdef inline char *node_record(const Graph *g, size_t node) noexcept nogil:
+    return g.level0 + node * g.record_size
+
+cdef inline float *node_vector(const Graph *g, size_t node) noexcept nogil:
+    return <float *> (g.level0 + node * g.record_size + g.vec_offset)
+
+cdef inline uint64_t node_label(const Graph *g, size_t node) noexcept nogil:
+    return (<uint64_t *> (g.level0 + node * g.record_size + OFF_LABEL))[0]
+
+cdef inline uint32_t *node_flags(const Graph *g, size_t node) noexcept nogil:
+    return <uint32_t *> (g.level0 + node * g.record_size + OFF_FLAGS)
+
+cdef inline bint node_deleted(const Graph *g, size_t node) noexcept nogil:
+    return (node_flags(g, node)[0] & FLAG_DELETED) != 0
+
+cdef inline uint32_t *node_links(const Graph *g, size_t node, int level) noexcept nogil:
+    """The list [n][ids...] of node at level, or NULL when node has no such level."""
+    if level == 0:
+        return <uint32_t *> (g.level0 + node * g.record_size + OFF_LINKS)
+    if level > g.levels[node] or g.upper[node] == NULL:
+        return NULL
+    return g.upper[node] + <size_t> (level - 1) * (g.M + 1)
+
+cdef inline size_t max_links(const Graph *g, int level) noexcept nogil:
+    return g.M0 if level == 0 else g.M
+
+cdef inline vj_dist_fn metric_kernel(int metric) noexcept nogil:
+    if not vj_simd_ready:
+        vj_simd_init()
+    return vj_active.l2sq if metric == METRIC_L2 else vj_active.ipdist
+
+cdef inline bint bitset_has(const uint8_t *bits, size_t nbytes, uint64_t label) noexcept nogil:
+    if (label >> 3) >= nbytes:
+        return False
+    return (bits[label >> 3] >> (label & 7)) & 1
+
+
+# ---------------------------------------------------------------- memory
+
+cdef void *map_anonymous(size_t nbytes) noexcept nogil:
+    cdef void *p = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    return NULL if p == MAP_FAILED else p
+
+cdef int grow_nodes(Graph *g, size_t capacity) noexcept nogil:
+    """Make room for `capacity` nodes; existing nodes keep their ids. -1 on OOM."""
+    cdef size_t nbytes = capacity * g.record_size
+    cdef char *block
+    cdef uint8_t *levels
+    cdef uint32_t **upper
+    cdef unsigned char *locks
+    if capacity <= g.capacity:
+        return 0
+    block = <char *> map_anonymous(nbytes if nbytes > 0 else 1)
+    if block == NULL:
+        return -1
+    levels = <uint8_t *> realloc(g.levels, capacity)
+    if levels == NULL:
+        munmap(block, nbytes)
+        return -1
+    g.levels = levels
+    upper = <uint32_t **> realloc(g.upper, capacity * sizeof(uint32_t *))
+    if upper == NULL:
+        munmap(block, nbytes)
+        return -1
+    g.upper = upper
+    locks = <unsigned char *> realloc(g.node_locks, capacity)
+    if locks == NULL:
+        munmap(block, nbytes)
+        return -1
+    g.node_locks = locks
+    memset(g.levels + g.capacity, 0, capacity - g.capacity)
+    memset(g.upper + g.capacity, 0, (capacity - g.capacity) * sizeof(uint32_t *))
+    memset(g.node_locks + g.capacity, 0, capacity - g.capacity)
+    if g.count > 0:
+        memcpy(block, g.level0, g.count * g.record_size)
+    if g.level0 != NULL:
+        munmap(g.level0, g.level0_bytes)
+    g.level0 = block
+    g.level0_bytes = nbytes if nbytes > 0 else 1
+    g.level0_from_file = False
+    g.capacity = capacity
+    return 0
+
+cdef int grow_labels(Graph *g, size_t needed) noexcept nogil:
+    """Keep the label table at most half full for `needed` labels. -1 on OOM."""
+    cdef size_t slots = g.label_slots, i
+    cdef LabelSlot *table
+    if needed * 2 <= slots:
+        return 0
+    while needed * 2 > slots:
+        slots *= 2
+    table = <LabelSlot *> map_anonymous(slots * sizeof(LabelSlot))
+    if table == NULL:
+        return -1
+    for i in range(slots):
+        table[i].key = LABEL_EMPTY
+        table[i].value = 0
+    for i in range(g.label_slots):
+        if g.labels[i].key != LABEL_EMPTY:
+            labelmap_put(table, slots, g.labels[i].key, g.labels[i].value)
+    munmap(g.labels, g.labels_bytes)
+    g.labels = table
+    g.label_slots = slots
+    g.labels_bytes = slots * sizeof(LabelSlot)
+    g.labels_from_file = False
+    return 0
+
+cdef inline int64_t find_node(const Graph *g, uint64_t label) noexcept nogil:
+    """The node holding label, or -1 (also for a table entry pointing out of range)."""
+    cdef Py_ssize_t slot = labelmap_find(g.labels, g.label_slots, label)
+    if slot < 0 or g.labels[slot].value >= g.count:
+        return -1
+    return <int64_t> g.labels[slot].value
+
+cdef inline uint64_t next_random(Graph *g) noexcept nogil:
+    # splitmix64: tiny, fast, and good enough to draw levels.
+    cdef uint64_t z
+    g.rng += 0x9E3779B97F4A7C15ULL
+    z = g.rng
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+cdef inline int draw_level(Graph *g) noexcept nogil:
+    # Exponentially decaying levels: P(level >= l) = M^-l.
+    cdef double u = (<double> (next_random(g) >> 11) + 1.0) * (1.0 / 9007199254740992.0)
+    cdef double lv = -log(u) * g.level_mult
+    return <int> lv if lv < MAX_LEVEL else MAX_LEVEL
+
+
+# ---------------------------------------------------------------- scratch pool
+
+cdef Scratch *scratch_acquire(Graph *g) noexcept nogil:
+    cdef Scratch *s = NULL
+    pthread_mutex_lock(&g.pool_lock)
+    if g.pool_size > 0:
+        g.pool_size -= 1
+        s = g.pool[g.pool_size]
+    pthread_mutex_unlock(&g.pool_lock)
+    if s == NULL:
+        s = <Scratch *> calloc(1, sizeof(Scratch))
+        if s == NULL:
+            return NULL
+        s.link_copy = <uint32_t *> malloc((g.M0 + 1) * sizeof(uint32_t))
+        s.query = <float *> malloc(g.dim * sizeof(float))
+        if s.link_copy == NULL or s.query == NULL:
+            scratch_free(s)
+            return NULL
+    if s.visited_size < g.count:
+        free(s.visited)
+        s.visited = <uint16_t *> calloc(g.capacity, sizeof(uint16_t))
+        s.visited_size = g.capacity if s.visited != NULL else 0
+        s.tag = 0
+        if s.visited == NULL:
+            scratch_free(s)
+            return NULL
+    return s
+
+cdef void scratch_release(Graph *g, Scratch *s) noexcept nogil:
+    cdef Scratch **grown
+    pthread_mutex_lock(&g.pool_lock)
+    if g.pool_size == g.pool_capacity:
+        grown = <Scratch **> realloc(g.pool, (2 * g.pool_capacity + 4) * sizeof(Scratch *))
+        if grown == NULL:
+            pthread_mutex_unlock(&g.pool_lock)
+            scratch_free(s)
+            return
+        g.pool = grown
+        g.pool_capacity = 2 * g.pool_capacity + 4
+    g.pool[g.pool_size] = s
+    g.pool_size += 1
+    pthread_mutex_unlock(&g.pool_lock)
+
+cdef void scratch_free(Scratch *s) noexcept nogil:
+    if s == NULL:
+        return
+    free(s.visited)
+    free(s.link_copy)
+    free(s.query)
+    heap_free(&s.candidates)
+    heap_free(&s.results)
+    heap_free(&s.sorted)
+    heap_free(&s.selected)
+    free(s)
+
+cdef inline uint16_t scratch_new_search(Scratch *s) noexcept nogil:
+    # A fresh tag marks "unvisited" for every node without clearing the array.
+    s.tag += 1
+    if s.tag == 0:
+        memset(s.visited, 0, s.visited_size * sizeof(uint16_t))
+        s.tag = 1
+    s.candidates.size = 0
+    s.results.size = 0
+    return s.tag
+
+
+# ---------------------------------------------------------------- search
+
+cdef inline bint accept_result(const Graph *g, uint32_t node, const uint8_t *allowed,
+                               size_t allowed_bytes, int64_t exclude) noexcept nogil:
+    if node_deleted(g, node) or <int64_t> node == exclude:
+        return False
+    return allowed == NULL or bitset_has(allowed, allowed_bytes, node_label(g, node))
+
+cdef inline uint32_t *read_links(const Graph *g, Scratch *s, uint32_t node, int level,
+                                 bint locked) noexcept nogil:
+    """node's list at level; while inserting, a copy taken under the node's lock."""
+    cdef uint32_t *links = node_links(g, node, level)
+    cdef size_t n
+    if links == NULL or not locked:
+        return links
+    vj_spin_lock(&g.node_locks[node])
+    n = links[0]
+    if n > max_links(g, level):
+        n = max_links(g, level)
+    memcpy(s.link_copy, links, (n + 1) * sizeof(uint32_t))
+    vj_spin_unlock(&g.node_locks[node])
+    s.link_copy[0] = <uint32_t> n
+    return s.link_copy
+
+cdef uint32_t greedy_descent(const Graph *g, Scratch *s, const float *q, uint32_t node,
+                             int top, int bottom, bint locked, vj_dist_fn dist) noexcept nogil:
+    """From `top` down to `bottom` (inclusive) walk to the closest node on each level."""
+    cdef float best = dist(q, node_vector(g, node), g.dim), d
+    cdef int level
+    cdef bint moved
+    cdef uint32_t *links
+    cdef size_t j, n, count = g.count
+    cdef uint32_t nb
+    level = top
+    while level >= bottom:
+        moved = True
+        while moved:
+            moved = False
+            links = read_links(g, s, node, level, locked)
+            if links == NULL:
+                break
+            n = links[0]
+            if n > g.M:
+                n = g.M
+            for j in range(1, n + 1):
+                nb = links[j]
+                if nb >= count or g.levels[nb] < level:
+                    continue  # never follow a link that cannot be valid
+                d = dist(q, node_vector(g, nb), g.dim)
+                if d < best:
+                    best = d
+                    node = nb
+                    moved = True
+        level -= 1
+    return node
+
+cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry, size_t ef,
+                      int level, const uint8_t *allowed, size_t allowed_bytes, int64_t exclude,
+                      bint locked, vj_dist_fn dist) noexcept nogil:
+    """Beam search of one level; s.results ends holding the best `ef` accepted nodes.
+
+    Disallowed and deleted nodes are still expanded, so the graph stays
+    navigable under a filter; they just never enter the results. -1 on OOM.
+    """
+    cdef uint16_t tag = scratch_new_search(s)
+    cdef uint16_t *visited = s.visited
+    cdef size_t count = g.count, n, j, limit = max_links(g, level)
+    cdef float d, bound
+    cdef uint32_t current, nb
+    cdef uint32_t *links
+    cdef int rc = 0
+
+    d = dist(q, node_vector(g, entry), g.dim)
+    visited[entry] = tag
+    rc |= heap_push(&s.candidates, -d, entry)
+    bound = INFINITY
+    if accept_result(g, entry, allowed, allowed_bytes, exclude):
+        rc |= heap_push(&s.results, d, entry)
+        bound = d
+
+    while s.candidates.size > 0:
+        if -s.candidates.items[0].key > bound and s.results.size >= ef:
+            break
+        current = s.candidates.items[0].node
+        heap_pop(&s.candidates)
+        links = read_links(g, s, current, level, locked)
+        if links == NULL:
+            continue
+        n = links[0]
+        if n > limit:
+            n = limit
+        if n > 0 and links[1] < count:
+            __builtin_prefetch(node_vector(g, links[1]))
+        for j in range(1, n + 1):
+            nb = links[j]
+            if j < n and links[j + 1] < count:
+                __builtin_prefetch(node_vector(g, links[j + 1]))
+            if nb >= count or visited[nb] == tag:
+                continue
+            visited[nb] = tag
+            d = dist(q, node_vector(g, nb), g.dim)
+            if s.results.size < ef or d < bound:
+                rc |= heap_push(&s.candidates, -d, nb)
+                if accept_result(g, nb, allowed, allowed_bytes, exclude):
+                    rc |= heap_push(&s.results, d, nb)
+                    if s.results.size > ef:
+                        heap_pop(&s.results)
+                    bound = s.results.items[0].key
+    return -1 if rc != 0 else 0
+
+cdef size_t drain_results(const Graph *g, Scratch *s, size_t k, uint64_t *labels,
+                          float *distances) noexcept nogil:
+    """Write the best k of s.results ascending; returns how many were written."""
+    cdef size_t n, i
+    while s.results.size > k:
+        heap_pop(&s.results)
+    n = s.results.size
+    i = n
+    while i > 0:
+        i -= 1
+        labels[i] = node_label(g, s.results.items[0].node)
+        distances[i] = s.results.items[0].key
+        heap_pop(&s.results)
+    return n
+
+cdef inline void offer(Heap *h, size_t k, float d, uint32_t node) noexcept nogil:
+    if h.size < k:
+        heap_push(h, d, node)
+    elif d < h.items[0].key:
+        heap_pop(h)
+        heap_push(h, d, node)
+
+cdef size_t exact_scan(const Graph *g, Scratch *s, const float *q, size_t k, const uint8_t *allowed,
+                       size_t allowed_bytes, uint64_t *labels, float *distances,
+                       vj_dist_fn dist) noexcept nogil:
+    """Brute force over the live nodes (or only the allowed labels)."""
+    cdef size_t node, b, bit
+    cdef int64_t found
+    cdef uint8_t byte
+    s.results.size = 0
+    if heap_reserve(&s.results, k + 1) != 0:
+        return 0
+    if allowed != NULL:
+        for b in range(allowed_bytes):
+            byte = allowed[b]
+            while byte != 0:
+                bit = <size_t> __builtin_ctz(byte)
+                byte &= byte - 1
+                found = find_node(g, b * 8 + bit)
+                if found >= 0 and not node_deleted(g, <size_t> found):
+                    offer(&s.results, k, dist(q, node_vector(g, <size_t> found), g.dim), <uint32_t> found)
+    else:
+        for node in range(g.count):
+            if not node_deleted(g, node):
+                offer(&s.results, k, dist(q, node_vector(g, node), g.dim), <uint32_t> node)
+    return drain_results(g, s, k, labels, distances)
+
+cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const float *q, size_t k, size_t ef,
+                           const uint8_t *allowed, size_t allowed_bytes, size_t allowed_count,
+                           size_t exact_limit, uint64_t *labels, float *distances) noexcept nogil:
+    """k nearest live (and allowed) labels of q, ascending; -1 on OOM.
+
+    Small allowed sets go straight to an exact scan; when the graph walk finds
+    fewer than k although at least k exist, the exact scan supplies them.
+    """
+    cdef vj_dist_fn dist = metric_kernel(g.metric)
+    cdef size_t available = g.label_count
+    cdef size_t found
+    cdef uint32_t entry
+    if allowed != NULL and allowed_count < available:
+        available = allowed_count
+    if available == 0 or g.entry_point < 0 or k == 0:
+        return 0
+    if allowed != NULL and allowed_count <= exact_limit:
+        return <Py_ssize_t> exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances, dist)
+    entry = greedy_descent(g, s, q, <uint32_t> g.entry_point, g.max_level, 1, False, dist)
+    if search_layer(g, s, q, entry, ef if ef > k else k, 0, allowed, allowed_bytes, -1, False, dist) != 0:
+        return -1
+    found = drain_results(g, s, k, labels, distances)
+    if found < k and found < available:
+        found = exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances, dist)
+    return <Py_ssize_t> found
+
+
+# ---------------------------------------------------------------- insert
+
+cdef void sort_ascending(HeapItem *items, size_t n) noexcept nogil:
+    # Insertion sort: lists here hold at most ef_construction + 1 items.
+    cdef size_t i, j
+    cdef HeapItem x
+    for i in range(1, n):
+        x = items[i]
+        j = i
+        while j > 0 and items[j - 1].key > x.key:
+            items[j] = items[j - 1]
+            j -= 1
+        items[j] = x
+
+cdef size_t select_neighbours(const Graph *g, const HeapItem *candidates, size_t n, size_t m,
+                              HeapItem *chosen, vj_dist_fn dist) noexcept nogil:
+    """The paper's heuristic: walking candidates from the closest, keep one only
+    if it is closer to the base than to every neighbour already kept. This
+    spreads links across directions instead of clustering them."""
+    cdef size_t i, j, kept = 0
+    cdef bint diverse
+    for i in range(n):
+        if kept >= m:
+            break
+        diverse = True
+        for j in range(kept):
+            if dist(node_vector(g, candidates[i].node), node_vector(g, chosen[j].node), g.dim) < candidates[i].key:
+                diverse = False
+                break
+        if diverse:
+            chosen[kept] = candidates[i]
+            kept += 1
+    return kept
+
+cdef int link_back(Graph *g, Scratch *s, uint32_t target, uint32_t node, int level,
+                   vj_dist_fn dist) noexcept nogil:
+    """Add node to target's list at level, pruning with the heuristic when full."""
+    cdef uint32_t *links
+    cdef size_t n, j, limit = max_links(g, level), kept
+    cdef const float *base
+    vj_spin_lock(&g.node_locks[target])
+    links = node_links(g, target, level)
+    if links == NULL:
+        vj_spin_unlock(&g.node_locks[target])
+        return 0
+    n = links[0]
+    if n > limit:
+        n = limit
+    for j in range(1, n + 1):
+        if links[j] == node:
+            vj_spin_unlock(&g.node_locks[target])
+            return 0
+    if n < limit:
+        links[n + 1] = node
+        links[0] = <uint32_t> (n + 1)
+        vj_spin_unlock(&g.node_locks[target])
+        return 0
+    if heap_reserve(&s.sorted, limit + 1) != 0 or heap_reserve(&s.selected, limit + 1) != 0:
+        vj_spin_unlock(&g.node_locks[target])
+        return -1
+    base = node_vector(g, target)
+    for j in range(n):
+        s.sorted.items[j].node = links[j + 1]
+        s.sorted.items[j].key = dist(base, node_vector(g, links[j + 1]), g.dim)
+    s.sorted.items[n].node = node
+    s.sorted.items[n].key = dist(base, node_vector(g, node), g.dim)
+    sort_ascending(s.sorted.items, n + 1)
+    kept = select_neighbours(g, s.sorted.items, n + 1, limit, s.selected.items, dist)
+    for j in range(kept):
+        links[j + 1] = s.selected.items[j].node
+    links[0] = <uint32_t> kept
+    vj_spin_unlock(&g.node_locks[target])
+    return 0
+
+cdef int connect_level(Graph *g, Scratch *s, uint32_t node, int level, vj_dist_fn dist) noexcept nogil:
+    """Give node its links at level from s.results, and link back to them."""
+    cdef size_t n = s.results.size, kept, j
+    cdef uint32_t *links
+    if heap_reserve(&s.sorted, n + 1) != 0 or heap_reserve(&s.selected, g.M0 + 1) != 0:
+        return -1
+    memcpy(s.sorted.items, s.results.items, n * sizeof(HeapItem))
+    sort_ascending(s.sorted.items, n)
+    kept = select_neighbours(g, s.sorted.items, n, g.M, s.selected.items, dist)
+    vj_spin_lock(&g.node_locks[node])
+    links = node_links(g, node, level)
+    for j in range(kept):
+        links[j + 1] = s.selected.items[j].node
+    links[0] = <uint32_t> kept
+    vj_spin_unlock(&g.node_locks[node])
+    # link_back reuses s.selected: copy the chosen ids out first
+    for j in range(kept):
+        s.link_copy[j] = s.selected.items[j].node
+    for j in range(kept):
+        if link_back(g, s, s.link_copy[j], node, level, dist) != 0:
+            return -1
+    return 0
+
+cdef int insert_node(Graph *g, Scratch *s, uint32_t node) noexcept nogil:
+    """Link a node whose record (label, vector, level) is already written.
+
+    Also re-links a node whose vector was replaced: it is excluded from its own
+    candidate lists and its old lists are overwritten. -1 on OOM.
+    """
+    cdef vj_dist_fn dist = metric_kernel(g.metric)
+    cdef int level = g.levels[node], top, lv
+    cdef bint raises_top
+    cdef int64_t entry
+    cdef uint32_t current
+    cdef const float *q = node_vector(g, node)
+    cdef int rc = 0
+
+    pthread_mutex_lock(&g.entry_lock)
+    entry = g.entry_point
+    top = g.max_level
+    raises_top = level > top
+    if not raises_top:
+        pthread_mutex_unlock(&g.entry_lock)
+    if entry < 0 or (entry == node and g.label_count <= 1):
+        g.entry_point = node
+        g.max_level = level
+        if raises_top:
+            pthread_mutex_unlock(&g.entry_lock)
+        return 0
+
+    current = <uint32_t> entry
+    if top > level:
+        current = greedy_descent(g, s, q, current, top, level + 1, True, dist)
+    lv = level if level < top else top
+    while lv >= 0:
+        if search_layer(g, s, q, current, g.ef_construction, lv, NULL, 0, node, True, dist) != 0:
+            rc = -1
+            break
+        if s.results.size > 0:
+            current = closest_result(s)
+            if connect_level(g, s, node, lv, dist) != 0:
+                rc = -1
+                break
+        lv -= 1
+
+    if raises_top:
+        g.entry_point = node
+        g.max_level = level
+        pthread_mutex_unlock(&g.entry_lock)
+    return rc
+
+cdef inline uint32_t closest_result(const Scratch *s) noexcept nogil:
+    cdef size_t i, best = 0
+    for i in range(1, s.results.size):
+        if s.results.items[i].key < s.results.items[best].key:
+            best = i
+    return s.results.items[best].node
+
+
+# ---------------------------------------------------------------- parallel jobs
+
+cdef struct InsertJob:
+    Graph *graph
+    uint32_t *nodes
+    Scratch **scratch
+    int failed
+
+cdef void insert_task(void *ctx, size_t item, int worker) noexcept nogil:
+    cdef InsertJob *job = <InsertJob *> ctx
+    if insert_node(job.graph, job.scratch[worker], job.nodes[item]) != 0:
+        job.failed = 1
+
+cdef struct SearchJob:
+    Graph *graph
+    const float *queries
+    size_t k
+    size_t ef
+    const uint8_t *allowed
+    size_t allowed_bytes
+    size_t allowed_count
+    size_t exact_limit
+    uint64_t *labels
+    float *distances
+    Scratch **scratch
+    int failed
+
+cdef void search_task(void *ctx, size_t item, int worker) noexcept nogil:
+    cdef SearchJob *job = <SearchJob *> ctx
+    cdef Graph *g = job.graph
+    cdef Scratch *s = job.scratch[worker]
+    cdef const float *q = job.queries + item * g.dim
+    cdef uint64_t *labels = job.labels + item * job.k
+    cdef float *distances = job.distances + item * job.k
+    cdef Py_ssize_t found, j
+    if g.metric == METRIC_COSINE:
+        normalise_into(q, s.query, g.dim)
+        q = s.query
+    found = knn_search(g, s, q, job.k, job.ef, job.allowed, job.allowed_bytes,
+                       job.allowed_count, job.exact_limit, labels, distances)
+    if found < 0:
+        job.failed = 1
+        found = 0
+    for j in range(found, <Py_ssize_t> job.k):
+        labels[j] = LABEL_EMPTY
+        distances[j] = INFINITY
+
+cdef inline void normalise_into(const float *src, float *dst, size_t dim) noexcept nogil:
+    cdef double norm = 0.0
+    cdef size_t i
+    for i in range(dim):
+        norm += <double> src[i] * src[i]
+    norm = sqrt(norm)
+    for i in range(dim):
+        dst[i] = <float> (src[i] / norm) if norm > 0 else 0.0

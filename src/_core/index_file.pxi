@@ -1,0 +1,284 @@
+# The index file: a checksummed header, then sections.
+#
+#   [header, 256 bytes] ... [level-0 records] ... [label table] [upper lists] [free slots]
+#
+# The level-0 records and the label table start on 64 KiB boundaries (a
+# multiple of every common page size) and load by mmap (MAP_PRIVATE: edits
+# after loading stay in memory), so opening costs the same for ten vectors or
+# ten million. The upper lists (about 1/M of the nodes) and the free-slot list
+# are small and parsed with full validation. Every section has a checksum;
+# the header's own checksum covers its first 248 bytes.
+
+import struct as _struct
+
+_MAGIC = b"VJHNSW\x00\x01"
+FORMAT_VERSION = 1
+_SECTION_ALIGN = 65536
+_HEADER_SIZE = 256
+_HEADER_FIELDS = (
+    ("magic", "8s"), ("version", "I"), ("header_size", "I"),
+    ("dim", "I"), ("metric", "I"), ("M", "I"), ("M0", "I"),
+    ("ef_construction", "I"), ("record_size", "I"), ("vec_offset", "I"), ("max_level", "i"),
+    ("entry_point", "q"), ("count", "Q"), ("n_deleted", "Q"), ("label_count", "Q"), ("rng", "Q"),
+    ("level0_offset", "Q"), ("level0_bytes", "Q"), ("level0_hash", "Q"),
+    ("labels_offset", "Q"), ("labels_bytes", "Q"), ("labels_hash", "Q"),
+    ("upper_offset", "Q"), ("upper_bytes", "Q"), ("upper_hash", "Q"),
+    ("free_offset", "Q"), ("free_bytes", "Q"), ("free_hash", "Q"),
+)
+_HEADER = _struct.Struct("<" + "".join(f for _, f in _HEADER_FIELDS))
+_HEADER_HASHED = _HEADER_SIZE - 8
+assert _HEADER.size <= _HEADER_HASHED
+
+
+cdef object raw_view(const void *ptr, size_t nbytes):
+    """A zero-copy buffer over C memory (valid while the graph lives)."""
+    if nbytes == 0:
+        return b""
+    return <const char[:nbytes]> ptr
+
+
+cdef uint64_t section_hash(const void *ptr, size_t nbytes) noexcept nogil:
+    return vj_checksum64(ptr, nbytes, 0x766A736F6E)  # "vjson"
+
+
+cdef bytes pack_upper(Graph *g):
+    """[u32 node][u32 level][level * (M+1) u32] for every node above level 0."""
+    cdef size_t node, total = 0, pos = 0, words
+    for node in range(g.count):
+        if g.levels[node] > 0:
+            total += 2 + <size_t> g.levels[node] * (g.M + 1)
+    out = bytearray(total * 4)
+    if total == 0:
+        return bytes(out)
+    cdef uint32_t[::1] view = memoryview(out).cast("I")
+    for node in range(g.count):
+        if g.levels[node] > 0:
+            words = <size_t> g.levels[node] * (g.M + 1)
+            view[pos] = <uint32_t> node
+            view[pos + 1] = g.levels[node]
+            memcpy(&view[pos + 2], g.upper[node], words * 4)
+            pos += 2 + words
+    return bytes(out)
+
+
+cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
+    cdef Graph *g = index.g
+    cdef size_t level0_bytes = g.count * g.record_size
+    upper = pack_upper(g)
+    free_list = bytes(raw_view(g.free_nodes, g.n_free * 4))
+    fields = {
+        "magic": _MAGIC, "version": FORMAT_VERSION, "header_size": _HEADER_SIZE,
+        "dim": g.dim, "metric": g.metric, "M": g.M, "M0": g.M0,
+        "ef_construction": g.ef_construction, "record_size": g.record_size,
+        "vec_offset": g.vec_offset, "max_level": g.max_level, "entry_point": g.entry_point,
+        "count": g.count, "n_deleted": g.n_deleted, "label_count": g.label_count, "rng": g.rng,
+    }
+    fields["level0_offset"] = _SECTION_ALIGN
+    fields["level0_bytes"] = level0_bytes
+    fields["labels_offset"] = _align(_SECTION_ALIGN + level0_bytes)
+    fields["labels_bytes"] = g.label_slots * sizeof(LabelSlot)
+    fields["upper_offset"] = fields["labels_offset"] + fields["labels_bytes"]
+    fields["upper_bytes"] = len(upper)
+    fields["free_offset"] = fields["upper_offset"] + len(upper)
+    fields["free_bytes"] = len(free_list)
+    with nogil:
+        h0 = section_hash(g.level0, level0_bytes)
+        h1 = section_hash(g.labels, g.label_slots * sizeof(LabelSlot))
+    fields["level0_hash"] = h0
+    fields["labels_hash"] = h1
+    fields["upper_hash"] = _checksum_bytes(upper)
+    fields["free_hash"] = _checksum_bytes(free_list)
+    head = _HEADER.pack(*(fields[name] for name, _ in _HEADER_FIELDS))
+    head = head.ljust(_HEADER_HASHED, b"\0")
+    head += _struct.pack("<Q", _checksum_bytes(head))
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(head)
+            f.seek(fields["level0_offset"])
+            f.write(raw_view(g.level0, level0_bytes))
+            f.seek(fields["labels_offset"])
+            f.write(raw_view(g.labels, fields["labels_bytes"]))
+            f.write(upper)
+            f.write(free_list)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if durable:
+        _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _fsync_dir(folder):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _align(n):
+    return (n + _SECTION_ALIGN - 1) // _SECTION_ALIGN * _SECTION_ALIGN
+
+
+def _checksum_bytes(data):
+    cdef const uint8_t[::1] view = data
+    if view.shape[0] == 0:
+        return section_hash(NULL, 0)
+    return section_hash(&view[0], view.shape[0])
+
+
+cdef object read_header(str path, object f):
+    head = f.read(_HEADER_SIZE)
+    if len(head) < 8 or head[:8] != _MAGIC:
+        raise CorruptionError(f"{path}: not a vjson index file (bad magic)")
+    if len(head) < _HEADER_SIZE:
+        raise CorruptionError(f"{path}: truncated header")
+    fields = dict(zip((name for name, _ in _HEADER_FIELDS), _HEADER.unpack_from(head)))
+    if fields["version"] > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{path}: written by a newer vjson (index format {fields['version']}, "
+            f"this version reads up to {FORMAT_VERSION})")
+    if _struct.unpack_from("<Q", head, _HEADER_HASHED)[0] != _checksum_bytes(head[:_HEADER_HASHED]):
+        raise CorruptionError(f"{path}: header checksum mismatch")
+    return fields
+
+
+cdef void check_header(str path, dict h, size_t file_size) except *:
+    def bad(what):
+        raise CorruptionError(f"{path}: {what}")
+    if not 1 <= h["dim"] <= 65536 or h["metric"] not in _METRIC_NAMES or not 2 <= h["M"] <= 2048:
+        bad("invalid parameters in header")
+    if h["M0"] != 2 * h["M"] or h["ef_construction"] < 1:
+        bad("invalid link limits in header")
+    vec_offset = round_up(OFF_LINKS + (h["M0"] + 1) * 4, 32)
+    if h["vec_offset"] != vec_offset or h["record_size"] != round_up(vec_offset + 4 * h["dim"], 32):
+        bad("record layout does not match the parameters")
+    count = h["count"]
+    if count >= 0xFFFFFFFF or h["n_deleted"] > count or h["label_count"] != count - h["n_deleted"]:
+        bad("inconsistent node counts")
+    if count == 0 and h["entry_point"] != -1 or count > 0 and not 0 <= h["entry_point"] < count:
+        bad("invalid entry point")
+    if not -1 <= h["max_level"] <= MAX_LEVEL:
+        bad("invalid max level")
+    slots = h["labels_bytes"] // sizeof(LabelSlot)
+    if (h["labels_bytes"] % sizeof(LabelSlot) or slots < LABELMAP_MIN_SLOTS or slots & (slots - 1)
+            or h["label_count"] * 2 > slots):
+        bad("invalid label table size")
+    if h["level0_bytes"] != count * h["record_size"] or h["free_bytes"] % 4 or h["upper_bytes"] % 4:
+        bad("section sizes do not match the counts")
+    if h["free_bytes"] // 4 > h["n_deleted"]:
+        bad("more free slots than deleted nodes")
+    for name in ("level0", "labels"):
+        if h[name + "_offset"] % _SECTION_ALIGN:
+            bad(f"{name} section is misaligned")
+    for name in ("level0", "labels", "upper", "free"):
+        if h[name + "_offset"] < _HEADER_SIZE or h[name + "_offset"] + h[name + "_bytes"] > file_size:
+            bad(f"truncated: the {name} section ends past the end of the file")
+
+
+cdef void *map_section(str path, int fd, size_t offset, size_t nbytes) except NULL:
+    cdef void *p = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, offset)
+    if p == MAP_FAILED:
+        raise OSError(f"{path}: cannot map {nbytes} bytes")
+    return p
+
+
+cdef object read_index_file(str path, bint verify, object ef_search):
+    try:
+        f = open(path, "rb")
+    except IsADirectoryError:
+        raise CorruptionError(f"{path}: is a folder, not an index file") from None
+    with f:
+        h = read_header(path, f)
+        check_header(path, h, os.fstat(f.fileno()).st_size)
+        f.seek(h["upper_offset"])
+        upper = f.read(h["upper_bytes"])
+        f.seek(h["free_offset"])
+        free_list = f.read(h["free_bytes"])
+        if _checksum_bytes(upper) != h["upper_hash"] or _checksum_bytes(free_list) != h["free_hash"]:
+            raise CorruptionError(f"{path}: checksum mismatch in the upper-level or free-slot section")
+        index = HNSWIndex(h["dim"], _METRIC_NAMES[h["metric"]], h["M"], h["ef_construction"],
+                          capacity=0, ef_search=ef_search)
+        attach_sections(index, path, f.fileno(), h, upper, free_list, verify)
+    return index
+
+
+cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper,
+                          bytes free_list, bint verify) except *:
+    cdef Graph *g = index.g
+    cdef size_t count = h["count"], i
+    g.rng = h["rng"]
+    g.levels = <uint8_t *> calloc(count + 1, 1)
+    g.upper = <uint32_t **> calloc(count + 1, sizeof(uint32_t *))
+    g.node_locks = <unsigned char *> calloc(count + 1, 1)
+    if g.levels == NULL or g.upper == NULL or g.node_locks == NULL:
+        raise MemoryError()
+    g.capacity = count
+    if count > 0:
+        g.level0 = <char *> map_section(path, fd, h["level0_offset"], h["level0_bytes"])
+        g.level0_bytes = h["level0_bytes"]
+        g.level0_from_file = True
+        g.count = count  # from here on free_graph releases what is attached
+    munmap(g.labels, g.labels_bytes)
+    g.labels = <LabelSlot *> map_section(path, fd, h["labels_offset"], h["labels_bytes"])
+    g.labels_bytes = h["labels_bytes"]
+    g.label_slots = h["labels_bytes"] // sizeof(LabelSlot)
+    g.labels_from_file = True
+    g.label_count = h["label_count"]
+    g.n_deleted = h["n_deleted"]
+    g.entry_point = h["entry_point"]
+    g.max_level = h["max_level"]
+    if section_hash(g.labels, g.labels_bytes) != h["labels_hash"]:
+        raise CorruptionError(f"{path}: checksum mismatch in the label table")
+    if verify and section_hash(g.level0, h["level0_bytes"]) != h["level0_hash"]:
+        raise CorruptionError(f"{path}: checksum mismatch in the level-0 records")
+    parse_upper(g, path, upper)
+    cdef const uint32_t[::1] free_view
+    if free_list:
+        free_view = memoryview(free_list).cast("I")
+        for i in range(<size_t> free_view.shape[0]):
+            if free_view[i] >= count or push_free(g, free_view[i]) != 0:
+                raise CorruptionError(f"{path}: invalid free-slot list")
+    if count > 0 and g.levels[g.entry_point] != g.max_level:
+        raise CorruptionError(f"{path}: entry point is not on the top level")
+
+
+cdef void parse_upper(Graph *g, str path, bytes upper) except *:
+    """Rebuild the upper-level lists, validating every count and link."""
+    if not upper:
+        return
+    cdef const uint32_t[::1] w = memoryview(upper).cast("I")
+    cdef size_t pos = 0, total = w.shape[0], node, level, words, lv, j, n
+    cdef uint32_t *lists
+    while pos < total:
+        if pos + 2 > total:
+            raise CorruptionError(f"{path}: truncated upper-level entry")
+        node = w[pos]
+        level = w[pos + 1]
+        words = level * (g.M + 1)
+        if node >= g.count or level < 1 or level > MAX_LEVEL or g.upper[node] != NULL or pos + 2 + words > total:
+            raise CorruptionError(f"{path}: invalid upper-level entry for node {node}")
+        lists = <uint32_t *> malloc(words * 4)
+        if lists == NULL:
+            raise MemoryError()
+        memcpy(lists, &w[pos + 2], words * 4)
+        g.upper[node] = lists
+        g.levels[node] = <uint8_t> level
+        pos += 2 + words
+    for node in range(g.count):
+        for lv in range(1, g.levels[node] + 1):
+            lists = node_links(g, node, lv)
+            n = lists[0]
+            if n > g.M:
+                raise CorruptionError(f"{path}: node {node} has {n} links on level {lv}")
+            for j in range(1, n + 1):
+                if lists[j] >= g.count or g.levels[lists[j]] < lv:
+                    raise CorruptionError(f"{path}: node {node} links to invalid node {lists[j]}")

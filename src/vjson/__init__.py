@@ -1,0 +1,42 @@
+"""vjson: an embedded vector database for Python.
+
+The native core (``vjson._core``) is a from-scratch HNSW index with SIMD
+distance kernels; searches run without the GIL, in parallel across threads.
+"""
+
+from vjson._core import (
+    NO_LABEL,
+    HNSWIndex,
+    brute_force_knn,
+    default_threads,
+    set_simd,
+    simd_info,
+)
+from vjson.errors import (
+    CorruptionError,
+    DatabaseClosedError,
+    DatabaseLockedError,
+    DimensionMismatchError,
+    FilterError,
+    FormatVersionError,
+    InvalidIdError,
+    InvalidInputError,
+    InvalidMetadataError,
+    InvalidVectorError,
+    NotADatabaseError,
+    QueryError,
+    ReadOnlyError,
+    RecordNotFoundError,
+    StorageError,
+    VJsonError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NO_LABEL", "HNSWIndex", "brute_force_knn", "default_threads", "set_simd", "simd_info",
+    "CorruptionError", "DatabaseClosedError", "DatabaseLockedError", "DimensionMismatchError",
+    "FilterError", "FormatVersionError", "InvalidIdError", "InvalidInputError",
+    "InvalidMetadataError", "InvalidVectorError", "NotADatabaseError", "QueryError",
+    "ReadOnlyError", "RecordNotFoundError", "StorageError", "VJsonError",
+]
