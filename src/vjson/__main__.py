@@ -1,0 +1,5 @@
+"""``python -m vjson``: the command line."""
+
+from vjson.cli import main
+
+raise SystemExit(main())

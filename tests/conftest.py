@@ -1,0 +1,37 @@
+"""Shared fixtures: small deterministic data sets and the real data, when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA_DIR = Path(os.environ.get("VJSON_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+WORDNET = DATA_DIR / "wordnet"
+LONG = os.environ.get("VJSON_LONG_TESTS") == "1"
+
+
+def clustered(n: int, dim: int, seed: int = 0, centres: int = 20) -> np.ndarray:
+    """Gaussian-mixture vectors: realistic neighbourhoods, unlike uniform noise."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0, 4, size=(centres, dim))
+    which = rng.integers(0, centres, size=n)
+    return (means[which] + rng.normal(0, 1, size=(n, dim))).astype(np.float32)
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    k = truth.shape[1]
+    return float(np.mean([len(set(map(int, f[:k])) & set(map(int, t))) / k for f, t in zip(found, truth)]))
+
+
+@pytest.fixture(scope="session")
+def wordnet():
+    """(base, queries, ground truth top-100) of the real 384-d data, or skip."""
+    if not (WORDNET / "base.f16.npy").exists():
+        pytest.skip("../shared/data/wordnet is absent")
+    base = np.load(WORDNET / "base.f16.npy").astype(np.float32)
+    queries = np.load(WORDNET / "queries.f16.npy").astype(np.float32)
+    gt = np.load(WORDNET / "gt_cosine_top100.i32.npy")
+    return base, queries, gt
