@@ -121,6 +121,17 @@ cdef Py_ssize_t first_bad_row(const float[:, ::1] rows, bint need_norm) noexcept
     return -1
 
 
+cdef inline bint vector_ok(const float *v, size_t dim, bint need_norm) noexcept nogil:
+    cdef size_t j
+    cdef bint nonzero = False
+    for j in range(dim):
+        if not isfinite(v[j]):
+            return False
+        if v[j] != 0:
+            nonzero = True
+    return nonzero or not need_norm
+
+
 cdef object check_rows(object matrix, int metric, str what="vectors"):
     cdef const float[:, ::1] rows = matrix
     cdef Py_ssize_t bad
@@ -529,33 +540,45 @@ cdef class HNSWIndex:
         return keys.shape[0]
 
     # ---- reads
-    def search(self, query, int k=10, ef_search=None, allowed=None):
+    def search(self, query, int k=10, ef_search=None, allowed=None, allowed_count=None):
         """The k nearest labels to one query: ``(labels uint64, distances float32)``, ascending.
 
         `allowed` restricts results to labels set in a bool mask over labels
         (or a packed little-endian uint8 bitset); the graph is still walked
         through other nodes. Fewer than k come back only when fewer than k live
-        (allowed) labels exist.
+        (allowed) labels exist. A caller that keeps a bitset may pass its
+        population count as `allowed_count` to save a pass over it.
         """
         cdef Graph *g = self.open_graph()
         cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
+        cdef const float[::1] qv
         if k <= 0:
             raise InvalidInputError(f"k must be positive, got {k}")
-        q = as_matrix(query, g.dim, "query")
-        if q.shape[0] != 1:
-            raise InvalidVectorError(f"search takes one query, got {q.shape[0]}; use search_batch")
-        check_rows(q, g.metric, "query")
-        bits = as_bitset(allowed)
-        cdef const float[:, ::1] qv = q
+        try:  # the common case, a float32 1-D array: no conversion, no copy
+            qv = query
+            fast = qv.shape[0] == g.dim
+        except (TypeError, ValueError, BufferError):
+            fast = False
+        if not fast:
+            q = as_matrix(query, g.dim, "query")
+            if q.shape[0] != 1:
+                raise InvalidVectorError(f"search takes one query, got {q.shape[0]}; use search_batch")
+            qv = q[0]
+        if not vector_ok(&qv[0], g.dim, g.metric == METRIC_COSINE):
+            check_rows(np.asarray(qv).reshape(1, -1), g.metric, "query")
+        bits = allowed if type(allowed) is np.ndarray and allowed.dtype == np.uint8 else as_bitset(allowed)
         cdef const uint8_t[::1] bv
         cdef const uint8_t *bptr = NULL
-        cdef size_t nbytes = 0, allowed_count = 0
+        cdef size_t nbytes = 0, count = 0
         if bits is not None and bits.shape[0] > 0:
             bv = bits
             bptr = &bv[0]
             nbytes = bv.shape[0]
-            with nogil:
-                allowed_count = popcount(bv)
+            if allowed_count is not None:
+                count = <size_t> allowed_count
+            else:
+                with nogil:
+                    count = popcount(bv)
         elif bits is not None:
             return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32)
         out_labels = np.empty(k, dtype=np.uint64)
@@ -564,7 +587,7 @@ cdef class HNSWIndex:
         cdef float[::1] dv = out_dists
         cdef Py_ssize_t found
         cdef Scratch *s
-        cdef const float *qp = &qv[0, 0]
+        cdef const float *qp = &qv[0]
         with nogil:
             vj_read_lock(&g.rw)
             s = scratch_acquire(g)
@@ -574,15 +597,18 @@ cdef class HNSWIndex:
                 if g.metric == METRIC_COSINE:
                     normalise_into(qp, s.query, g.dim)
                     qp = s.query
-                found = knn_search(g, s, qp, k, ef, bptr, nbytes, allowed_count,
-                                   self.exact_cutoff(allowed_count), &lv[0], &dv[0])
+                found = knn_search(g, s, qp, k, ef, bptr, nbytes, count,
+                                   self.exact_cutoff(count), &lv[0], &dv[0])
                 scratch_release(g, s)
             vj_rw_unlock(&g.rw)
         if found < 0:
             raise MemoryError()
+        if found == k:
+            return out_labels, out_dists
         return out_labels[:found], out_dists[:found]
 
-    def search_batch(self, queries, int k=10, ef_search=None, allowed=None, num_threads=None):
+    def search_batch(self, queries, int k=10, ef_search=None, allowed=None, num_threads=None,
+                     allowed_count=None):
         """k nearest labels for each query row: ``(labels (m, k) uint64, distances (m, k) float32)``.
 
         Runs across threads without the GIL. Rows with fewer than k results are
@@ -611,8 +637,11 @@ cdef class HNSWIndex:
             bv = bits
             job.allowed = &bv[0]
             job.allowed_bytes = bv.shape[0]
-            with nogil:
-                job.allowed_count = popcount(bv)
+            if allowed_count is not None:
+                job.allowed_count = <size_t> allowed_count
+            else:
+                with nogil:
+                    job.allowed_count = popcount(bv)
         job.graph = g
         job.queries = &qv[0, 0]
         job.k = k
@@ -747,6 +776,7 @@ cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, 
     g.record_size = round_up(g.vec_offset + dim * sizeof(float), 32)
     g.entry_point = -1
     g.max_level = -1
+    g.labels_are_nodes = True
     g.label_slots = LABELMAP_MIN_SLOTS
     g.labels_bytes = g.label_slots * sizeof(LabelSlot)
     g.labels = <LabelSlot *> map_anonymous(g.labels_bytes)
@@ -827,6 +857,8 @@ cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t star
                     return -1
                 g.count += 1
             (<uint64_t *> node_record(g, node))[0] = ids[i]
+            if ids[i] != <uint64_t> node:
+                g.labels_are_nodes = False
             labelmap_put(g.labels, g.label_slots, ids[i], <uint64_t> node)
             g.label_count += 1
         if g.metric == METRIC_COSINE:
@@ -904,3 +936,73 @@ cdef object check_graph(Graph *g):
         raise CorruptionError("index check failed: " + "; ".join(problems[:20]))
     return {"nodes": g.count, "live": live, "deleted": g.n_deleted, "links": links_total,
             "max_level": g.max_level, "reusable_slots": g.n_free}
+
+
+# ---------------------------------------------------------------- results
+
+cdef class SearchResult:
+    """One hit, best first in its list.
+
+    ``distance`` is the index distance (squared L2, or 1 - similarity for
+    "cosine"/"ip"; None for a text-only hit); ``score`` is higher-is-better:
+    the similarity for "cosine"/"ip", minus the distance for "l2", BM25 for
+    text search and the fused score for hybrid search. ``metadata``, ``text``
+    and ``vector`` are filled when the search's ``include`` names them.
+    (A C type so that building ten of them per query costs next to nothing.)
+    """
+
+    cdef public object id
+    cdef public object distance
+    cdef public object score
+    cdef public object metadata
+    cdef public object text
+    cdef public object vector
+
+    def __init__(self, id, distance, score, metadata=None, text=None, vector=None):
+        self.id = id
+        self.distance = distance
+        self.score = score
+        self.metadata = metadata
+        self.text = text
+        self.vector = vector
+
+    _FIELDS = ("id", "distance", "score", "metadata", "text", "vector")
+
+    def as_dict(self):
+        """The fields as a dict (hybrid results add their per-side ranks and scores)."""
+        out = {name: getattr(self, name) for name in SearchResult._FIELDS}
+        out.update({name: getattr(self, name) for cls in type(self).__mro__
+                    for name in cls.__dict__.get("__slots__", ())})
+        return out
+
+    def __repr__(self):
+        parts = [f"id={self.id!r}", f"score={self.score:.4f}"]
+        if self.distance is not None:
+            parts.append(f"distance={self.distance:.4f}")
+        if self.metadata is not None:
+            parts.append(f"metadata={self.metadata!r:.60}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __reduce__(self):
+        return (type(self), (self.id, self.distance, self.score, self.metadata, self.text, self.vector))
+
+
+def build_results(list row_ids, list metas, list texts, const uint64_t[::1] rows,
+                  const float[::1] distances, bint similarity):
+    """SearchResult per (row, distance); `metas`/`texts` may be None (not asked for)."""
+    cdef Py_ssize_t i, n = rows.shape[0]
+    cdef uint64_t row
+    cdef float d
+    cdef SearchResult res
+    cdef list out = []
+    for i in range(n):
+        row = rows[i]
+        d = distances[i]
+        res = SearchResult.__new__(SearchResult)
+        res.id = row_ids[row]
+        res.distance = d
+        res.score = (1.0 - d) if similarity else -d
+        res.metadata = metas[row] if metas is not None else None
+        res.text = texts[row] if texts is not None else None
+        out.append(res)
+    return out

@@ -73,6 +73,7 @@ cdef struct Graph:
     size_t labels_bytes
     bint labels_from_file
 
+    bint labels_are_nodes  # every node's label is its id: bitsets index nodes directly
     uint32_t *free_nodes   # deleted nodes whose slots a new label may take
     size_t n_free
     size_t free_capacity

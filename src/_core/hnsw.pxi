@@ -204,9 +204,13 @@ cdef inline uint16_t scratch_new_search(Scratch *s) noexcept nogil:
 
 cdef inline bint accept_result(const Graph *g, uint32_t node, const uint8_t *allowed,
                                size_t allowed_bytes, int64_t exclude) noexcept nogil:
-    if node_deleted(g, node) or <int64_t> node == exclude:
+    # Each test reads the node's record only when it has to: with no deletions
+    # and labels equal to node ids (the database's case) none does.
+    if <int64_t> node == exclude or (g.n_deleted != 0 and node_deleted(g, node)):
         return False
-    return allowed == NULL or bitset_has(allowed, allowed_bytes, node_label(g, node))
+    if allowed == NULL:
+        return True
+    return bitset_has(allowed, allowed_bytes, node if g.labels_are_nodes else node_label(g, node))
 
 cdef inline uint32_t *read_links(const Graph *g, Scratch *s, uint32_t node, int level,
                                  bint locked) noexcept nogil:
@@ -348,7 +352,10 @@ cdef size_t exact_scan(const Graph *g, Scratch *s, const float *q, size_t k, con
             while byte != 0:
                 bit = <size_t> __builtin_ctz(byte)
                 byte &= byte - 1
-                found = find_node(g, b * 8 + bit)
+                if g.labels_are_nodes:
+                    found = <int64_t> (b * 8 + bit) if b * 8 + bit < g.count else -1
+                else:
+                    found = find_node(g, b * 8 + bit)
                 if found >= 0 and not node_deleted(g, <size_t> found):
                     offer(&s.results, k, dist(q, node_vector(g, <size_t> found), g.dim), <uint32_t> found)
     else:

@@ -24,6 +24,7 @@ _HEADER_FIELDS = (
     ("labels_offset", "Q"), ("labels_bytes", "Q"), ("labels_hash", "Q"),
     ("upper_offset", "Q"), ("upper_bytes", "Q"), ("upper_hash", "Q"),
     ("free_offset", "Q"), ("free_bytes", "Q"), ("free_hash", "Q"),
+    ("labels_are_nodes", "I"),
 )
 _HEADER = _struct.Struct("<" + "".join(f for _, f in _HEADER_FIELDS))
 _HEADER_HASHED = _HEADER_SIZE - 8
@@ -72,6 +73,7 @@ cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
         "ef_construction": g.ef_construction, "record_size": g.record_size,
         "vec_offset": g.vec_offset, "max_level": g.max_level, "entry_point": g.entry_point,
         "count": g.count, "n_deleted": g.n_deleted, "label_count": g.label_count, "rng": g.rng,
+        "labels_are_nodes": int(g.labels_are_nodes),
     }
     fields["level0_offset"] = _SECTION_ALIGN
     fields["level0_bytes"] = level0_bytes
@@ -216,6 +218,7 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
     cdef Graph *g = index.g
     cdef size_t count = h["count"], i
     g.rng = h["rng"]
+    g.labels_are_nodes = h["labels_are_nodes"] == 1
     g.levels = <uint8_t *> calloc(count + 1, 1)
     g.upper = <uint32_t **> calloc(count + 1, sizeof(uint32_t *))
     g.node_locks = <unsigned char *> calloc(count + 1, 1)

@@ -12,6 +12,7 @@ from vjson._core import (
     set_simd,
     simd_info,
 )
+from vjson.database import PyVectorDB, VectorDB, open
 from vjson.errors import (
     CorruptionError,
     DatabaseClosedError,
@@ -31,9 +32,12 @@ from vjson.errors import (
     VJsonError,
 )
 
+from vjson.results import Record, SearchResult
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "VectorDB", "PyVectorDB", "open", "Record", "SearchResult",
     "NO_LABEL", "HNSWIndex", "brute_force_knn", "default_threads", "set_simd", "simd_info",
     "CorruptionError", "DatabaseClosedError", "DatabaseLockedError", "DimensionMismatchError",
     "FilterError", "FormatVersionError", "InvalidIdError", "InvalidInputError",

@@ -1,0 +1,308 @@
+"""Files on disk: the one place vjson writes, so tests can make any write fail.
+
+- :func:`atomic_write`: temp file, fsync, rename, fsync of the folder.
+- :class:`RecordLog`: an append-only log of CRC-framed records.
+- :class:`VectorFile`: fixed-size float32 rows, memory-mapped for reads.
+- :class:`FileLock`: the one-writer-per-database advisory lock.
+
+Every write, fsync and rename goes through :data:`fs`, whose functions the
+fault-injection tests replace to raise ENOSPC or EIO at a chosen call.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from vjson.errors import CorruptionError, DatabaseLockedError, StorageError
+
+
+class _FileSystem:
+    """The write-side system calls, as replaceable methods."""
+
+    def write(self, fd: int, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view = view[written:]
+            offset += written
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def truncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+
+    def replace(self, src: str | Path, dst: str | Path) -> None:
+        os.replace(src, dst)
+
+
+fs = _FileSystem()
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    err = StorageError(exc.errno, f"{what}: {exc.strerror or exc}")
+    err.__cause__ = exc
+    return err
+
+
+def fsync_dir(folder: str | Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fs.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old or the new file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            fs.write(fd, data)
+            if durable:
+                fs.fsync(fd)
+        finally:
+            os.close(fd)
+        fs.replace(tmp, path)
+        if durable:
+            fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise storage_error(exc, f"writing {path}") from exc
+
+
+# ---------------------------------------------------------------- the log
+
+_FRAME = struct.Struct("<II")  # payload length, CRC32 of payload
+MAX_FRAME = 1 << 31
+
+
+class RecordLog:
+    """Append-only frames ``[u32 length][u32 crc32][payload]``.
+
+    A frame is written with one write call and is committed once it is on
+    disk whole; a torn frame at the end (a crash mid-append) is dropped on
+    open. A bad frame followed by more data is corruption, reported with the
+    file name, never skipped.
+    """
+
+    def __init__(self, path: Path, durable: bool, read_only: bool = False) -> None:
+        self.path = path
+        self.durable = durable
+        self.read_only = read_only
+        self._fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT, 0o644)
+        self.size = os.fstat(self._fd).st_size
+
+    def frames(self, committed: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Yield (offset, payload) of every whole frame, truncating a torn tail.
+
+        `committed` is a length known to be whole (from the manifest): damage
+        before it is always corruption.
+        """
+        size = os.fstat(self._fd).st_size
+        with open(self.path, "rb") as f:
+            data = f.read(size)
+        pos = 0
+        while pos < size:
+            torn = None
+            if pos + _FRAME.size > size:
+                torn = "partial frame header"
+            else:
+                length, crc = _FRAME.unpack_from(data, pos)
+                end = pos + _FRAME.size + length
+                if length > MAX_FRAME or end > size:
+                    torn = "frame runs past the end"
+                elif zlib.crc32(data[pos + _FRAME.size:end]) != crc:
+                    if end < size:
+                        raise CorruptionError(f"{self.path}: checksum mismatch in the record at byte {pos}")
+                    torn = "checksum mismatch in the last frame"
+            if torn is not None:
+                if pos < committed:
+                    raise CorruptionError(f"{self.path}: {torn} at byte {pos}, inside committed data")
+                if self.read_only:  # a writer may be appending right now: stop, never cut
+                    self.size = pos
+                else:
+                    self._truncate(pos)
+                return
+            yield pos, data[pos + _FRAME.size:end]
+            pos = end
+        self.size = size
+
+    def _truncate(self, size: int) -> None:
+        try:
+            fs.truncate(self._fd, size)
+            if self.durable:
+                fs.fsync(self._fd)
+        except OSError as exc:
+            raise storage_error(exc, f"dropping the torn tail of {self.path}") from exc
+        self.size = size
+
+    def append(self, payload: bytes) -> None:
+        """Write one frame; when this returns (durable: and is synced) it is committed."""
+        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        try:
+            fs.pwrite(self._fd, frame, self.size)
+            if self.durable:
+                fs.fsync(self._fd)
+        except OSError as exc:
+            # Cut off whatever part of the frame reached the file, so the
+            # next append starts clean; the reopen logic would drop it anyway.
+            try:
+                os.ftruncate(self._fd, self.size)
+            except OSError:
+                pass
+            raise storage_error(exc, f"appending to {self.path}") from exc
+        self.size += len(frame)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+# ---------------------------------------------------------------- vectors
+
+class VectorFile:
+    """Rows of `dim` float32 values; written with pwrite, read through mmap.
+
+    The file grows in chunks (doubling, at least 1 MiB) so appends rarely
+    resize it; rows past the committed count are garbage a crash may leave,
+    and are overwritten by the next append.
+    """
+
+    GROW_MIN = 1 << 20
+
+    def __init__(self, path: Path, dim: int, durable: bool, read_only: bool = False) -> None:
+        self.path = path
+        self.dim = dim
+        self.row_bytes = 4 * dim
+        self.durable = durable
+        self._fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT, 0o644)
+        self.file_size = os.fstat(self._fd).st_size
+        self._map: mmap.mmap | None = None
+        self._remap()
+
+    def _remap(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self.file_size > 0:
+            self._map = mmap.mmap(self._fd, self.file_size, prot=mmap.PROT_READ)
+
+    def refresh(self) -> None:
+        """Pick up growth by another process (read-only openers)."""
+        size = os.fstat(self._fd).st_size
+        if size != self.file_size:
+            self.file_size = size
+            self._remap()
+
+    def capacity_rows(self) -> int:
+        return self.file_size // self.row_bytes
+
+    def write(self, row: int, vectors: np.ndarray) -> None:
+        """Write rows [row, row + len(vectors)); the caller commits them in the log."""
+        end = (row + len(vectors)) * self.row_bytes
+        try:
+            if end > self.file_size:
+                new_size = max(end, 2 * self.file_size, self.GROW_MIN)
+                new_size = -(-new_size // self.row_bytes) * self.row_bytes
+                fs.truncate(self._fd, new_size)
+                self.file_size = new_size
+                self._remap()
+            fs.pwrite(self._fd, np.ascontiguousarray(vectors, dtype=np.float32).data, row * self.row_bytes)
+            if self.durable:
+                fs.fsync(self._fd)
+        except OSError as exc:
+            raise storage_error(exc, f"writing vectors to {self.path}") from exc
+
+    def read(self, rows: np.ndarray | list[int]) -> np.ndarray:
+        """A copy of the given rows, (n, dim) float32."""
+        view = self.view(self.capacity_rows())
+        return np.array(view[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+
+    def view(self, n_rows: int) -> np.ndarray:
+        """A read-only (n_rows, dim) view of the mapping; valid until the next growth."""
+        if n_rows > self.capacity_rows():
+            raise CorruptionError(f"{self.path}: holds {self.capacity_rows()} rows, {n_rows} are committed")
+        if n_rows == 0 or self._map is None:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.frombuffer(self._map, dtype=np.float32, count=n_rows * self.dim).reshape(n_rows, self.dim)
+
+    def sync(self) -> None:
+        try:
+            fs.fsync(self._fd)
+        except OSError as exc:
+            raise storage_error(exc, f"syncing {self.path}") from exc
+
+    def close(self) -> None:
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # a caller still holds a view; the map closes when it is released
+            self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+# ---------------------------------------------------------------- blobs
+
+def write_blob(path: Path, payload: bytes, durable: bool = True) -> None:
+    """One CRC-framed payload in its own file, replaced atomically."""
+    atomic_write(path, _FRAME.pack(len(payload), zlib.crc32(payload)) + payload, durable)
+
+
+def read_blob(path: Path) -> bytes:
+    data = path.read_bytes()
+    if len(data) < _FRAME.size:
+        raise CorruptionError(f"{path}: truncated")
+    length, crc = _FRAME.unpack_from(data)
+    payload = data[_FRAME.size:]
+    if len(payload) != length or zlib.crc32(payload) != crc:
+        raise CorruptionError(f"{path}: checksum mismatch or truncated")
+    return payload
+
+
+# ---------------------------------------------------------------- lock
+
+class FileLock:
+    """An advisory lock (flock) that the OS drops when the process dies: no stale locks."""
+
+    def __init__(self, path: Path, exclusive: bool) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._fd)
+            self._fd = -1
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise DatabaseLockedError(
+                    f"{path.parent}: another process has this database open for writing") from None
+            raise
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1

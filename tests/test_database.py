@@ -1,0 +1,338 @@
+"""The database: CRUD, upserts, persistence, compaction, locking and bad input."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+import vjson
+from conftest import clustered, recall_at_k
+
+DIM = 16
+
+
+def ids(n, start=0):
+    return [f"r{i}" for i in range(start, start + n)]
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = vjson.VectorDB(tmp_path / "db", dimension=DIM, metric="l2")
+    yield database
+    database.close()
+
+
+def snapshot(database):
+    """Everything a database holds, for before/after comparisons."""
+    out = {}
+    for rid in database:
+        rec = database.get(rid)
+        out[rid] = (rec.vector.tobytes(), rec.metadata, rec.text)
+    return out
+
+
+class TestCrud:
+    def test_insert_get_search(self, db):
+        data = clustered(200, DIM, 1)
+        db.insert_batch(ids(200), data, [{"n": i} for i in range(200)], [f"text {i}" for i in range(200)])
+        assert len(db) == 200 and db.count() == 200 and "r5" in db and "x" not in db
+        rec = db.get("r5")
+        np.testing.assert_array_equal(rec.vector, data[5])
+        assert rec.metadata == {"n": 5} and rec.text == "text 5"
+        hits = db.search(data[17], k=3)
+        assert hits[0].id == "r17" and hits[0].distance == pytest.approx(0, abs=1e-4)
+        assert hits[0].metadata == {"n": 17} and hits[0].text == "text 17"
+        assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+
+    def test_list_of_lists_and_single_insert(self, db):
+        db.insert_batch(["a", "b"], [[0.0] * DIM, [1.0] * DIM])
+        db.insert("c", [2.0] * DIM, {"k": "v"})
+        assert len(db) == 3 and db.get_metadata("c") == {"k": "v"} and db.get_metadata("a") is None
+
+    def test_upsert_replaces_and_last_wins_within_batch(self, db):
+        v = np.eye(DIM, dtype=np.float32)
+        db.insert_batch(["a", "b"], v[:2], [{"x": 1}, {"x": 2}])
+        db.insert_batch(["a", "c", "a"], v[2:5], [{"x": 3}, {"x": 4}, {"x": 5}])
+        assert len(db) == 3
+        np.testing.assert_array_equal(db.get("a").vector, v[4])
+        assert db.get_metadata("a") == {"x": 5}
+        assert [h.id for h in db.search(v[2], k=3)].count("a") == 1, "an id appears once in results"
+        assert db.search(v[4], k=1)[0].id == "a"
+
+    def test_get_batch_and_ids_and_iteration(self, db):
+        db.insert_batch(ids(10), clustered(10, DIM, 2))
+        recs = db.get_batch(["r3", "r1"])
+        assert [r.id for r in recs] == ["r3", "r1"]
+        assert sorted(db) == sorted(ids(10)) and db.ids() == ids(10)
+
+    def test_update_metadata_replace_and_merge(self, db):
+        db.insert("a", np.ones(DIM), {"x": 1, "y": 2})
+        db.update_metadata("a", {"x": 9}, merge=True)
+        assert db.get_metadata("a") == {"x": 9, "y": 2}
+        db.update_metadata("a", {"z": 0})
+        assert db.get_metadata("a") == {"z": 0}
+        db.update_metadata("a", None)
+        assert db.get_metadata("a") is None
+
+    def test_delete(self, db):
+        data = clustered(50, DIM, 3)
+        db.insert_batch(ids(50), data)
+        assert db.delete(["r1", "r2"]) == 2
+        assert db.delete("r3") == 1
+        assert len(db) == 47 and "r1" not in db
+        found = {h.id for h in db.search(data[1], k=50)}
+        assert not found & {"r1", "r2", "r3"} and len(found) == 47
+
+    def test_unknown_ids_raise_consistently(self, db):
+        db.insert("a", np.ones(DIM))
+        for call in (lambda: db.get("zz"), lambda: db.get_metadata("zz"), lambda: db.get_batch(["a", "zz"]),
+                     lambda: db.update_metadata("zz", {}), lambda: db.delete(["a", "zz"])):
+            with pytest.raises(vjson.RecordNotFoundError):
+                call()
+        assert "a" in db, "a failed delete removes nothing"
+        with pytest.raises(KeyError):  # also a KeyError, as Python code expects
+            db.get("zz")
+
+    def test_search_k_larger_than_size_and_include(self, db):
+        db.insert_batch(ids(5), clustered(5, DIM, 4), [{"i": i} for i in range(5)])
+        hits = db.search(np.zeros(DIM), k=50, include=["vector"])
+        assert len(hits) == 5 and hits[0].metadata is None and hits[0].vector.shape == (DIM,)
+        assert db.search(np.zeros(DIM), k=1, include=[])[0].metadata is None
+
+    def test_batch_search_matches_single(self, db):
+        data = clustered(500, DIM, 5)
+        db.insert_batch(ids(500), data)
+        queries = clustered(20, DIM, 6)
+        batch = db.batch_search(queries, k=5)
+        for q, hits in zip(queries, batch):
+            assert [h.id for h in hits] == [h.id for h in db.search(q, k=5)]
+
+    def test_empty_database(self, db):
+        assert db.search(np.zeros(DIM), k=3) == [] and len(db) == 0
+        assert db.batch_search(np.zeros((2, DIM)), k=3) == [[], []]
+
+
+class TestPersistence:
+    def test_close_reopen_same_results(self, tmp_path):
+        path = tmp_path / "db"
+        data = clustered(1000, DIM, 7)
+        queries = clustered(30, DIM, 8)
+        with vjson.VectorDB(path, dimension=DIM, metric="l2") as db:
+            db.insert_batch(ids(1000), data, [{"i": i} for i in range(1000)])
+            db.delete(["r0"])
+            db.update_metadata("r1", {"i": -1})
+            before = [[h.id for h in hits] for hits in db.batch_search(queries, k=10)]
+            content = snapshot(db)
+        with vjson.open(path) as db:
+            assert db.dimension == DIM and db.metric == "l2"
+            assert [[h.id for h in hits] for hits in db.batch_search(queries, k=10)] == before
+            assert snapshot(db) == content
+
+    def test_reopen_without_close_replays_the_log(self, tmp_path):
+        """A process that dies never checkpoints: the log alone must restore everything."""
+        path = tmp_path / "db"
+        data = clustered(300, DIM, 9)
+        code = (
+            "import sys, os, numpy as np, vjson\n"
+            "db = vjson.VectorDB(sys.argv[1], dimension=%d, metric='l2')\n"
+            "data = np.load(sys.argv[2])\n"
+            "db.insert_batch(['r%%d' %% i for i in range(300)], data, [{'i': i} for i in range(300)])\n"
+            "db.delete(['r5']); db.update_metadata('r6', {'i': 'six'})\n"
+            "os._exit(0)\n" % DIM)
+        np.save(tmp_path / "d.npy", data)
+        import subprocess
+        import sys
+        subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "d.npy")], check=True)
+        with vjson.open(path) as db:
+            assert len(db) == 299 and "r5" not in db and db.get_metadata("r6") == {"i": "six"}
+            np.testing.assert_array_equal(db.get("r7").vector, data[7])
+            assert db.search(data[7], k=1)[0].id == "r7"
+
+    def test_stored_settings_win_and_conflicts_raise(self, tmp_path):
+        path = tmp_path / "db"
+        vjson.VectorDB(path, dimension=8, metric="ip", M=8).close()
+        with vjson.VectorDB(path) as db:
+            assert (db.dimension, db.metric) == (8, "ip")
+        with pytest.raises(vjson.InvalidInputError):
+            vjson.VectorDB(path, dimension=9)
+        with pytest.raises(vjson.InvalidInputError):
+            vjson.VectorDB(path, metric="l2")
+
+    def test_recall_through_the_database(self, tmp_path):
+        data = clustered(3000, 32, 10)
+        queries = clustered(100, 32, 11)
+        with vjson.VectorDB(tmp_path / "db", dimension=32, metric="cosine") as db:
+            db.insert_batch(ids(3000), data)
+            hits = db.batch_search(queries, k=10, ef_search=100)
+        truth, _ = vjson.brute_force_knn(data, queries, 10, "cosine")
+        found = np.array([[int(h.id[1:]) for h in row] for row in hits])
+        assert recall_at_k(found, truth) >= 0.97
+
+
+class TestCompact:
+    def test_compact_drops_dead_rows_and_keeps_content(self, tmp_path):
+        path = tmp_path / "db"
+        data = clustered(600, DIM, 12)
+        with vjson.VectorDB(path, dimension=DIM, metric="l2") as db:
+            db.insert_batch(ids(600), data, [{"i": i} for i in range(600)], [f"t{i}" for i in range(600)])
+            db.insert_batch(ids(100), data[100:200] + 1)  # 100 upserts
+            db.delete(ids(100, 300))
+            content = snapshot(db)
+            size_before = os.path.getsize(path / db._manifest["vectors"])
+            db.compact()
+            assert snapshot(db) == content and len(db) == 500
+            assert db._graph.element_count == 500, "retired rows are gone from the graph"
+            assert db.search(data[450], k=1)[0].id == "r450"
+            assert db.count({"i": {"$gte": 550}}) == 50
+        with vjson.open(path) as db:
+            assert snapshot(db) == content
+            assert os.path.getsize(path / db._manifest["vectors"]) <= size_before
+
+    def test_crash_during_compaction_leaves_the_old_state(self, tmp_path, monkeypatch):
+        path = tmp_path / "db"
+        db = vjson.VectorDB(path, dimension=DIM, metric="l2")
+        db.insert_batch(ids(100), clustered(100, DIM, 13))
+        db.delete(ids(10))
+        content = snapshot(db)
+        from vjson import database as dbmod
+
+        def boom(*a, **k):
+            raise OSError(5, "injected")
+        monkeypatch.setattr(dbmod, "atomic_write", boom)  # the manifest switch fails
+        with pytest.raises(OSError):
+            db.compact()
+        monkeypatch.undo()
+        db._release_files()  # simulate the process dying here
+        db._closed = True
+        with vjson.open(path) as again:
+            assert snapshot(again) == content
+            assert not [n for n in os.listdir(path) if n.startswith("vectors-1")], "stray files are removed"
+
+
+class TestLocking:
+    def test_second_writer_refused_reader_allowed(self, tmp_path):
+        path = tmp_path / "db"
+        with vjson.VectorDB(path, dimension=DIM) as db:
+            db.insert("a", np.ones(DIM))
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(1) as pool:
+                assert pool.apply(_try_open, (str(path), False)) == "DatabaseLockedError"
+                assert pool.apply(_try_open, (str(path), True)) == "1 records"
+        # released on close: a new writer may open
+        with ctx.Pool(1) as pool:
+            assert pool.apply(_try_open, (str(path), False)) == "1 records"
+
+    def test_read_only_refuses_writes(self, tmp_path):
+        path = tmp_path / "db"
+        vjson.VectorDB(path, dimension=DIM).close()
+        with vjson.VectorDB(path, read_only=True) as db:
+            with pytest.raises(vjson.ReadOnlyError):
+                db.insert("a", np.ones(DIM))
+
+
+def _try_open(path, read_only):
+    try:
+        with vjson.VectorDB(path, read_only=read_only) as db:
+            return f"{len(db)} records"
+    except vjson.VJsonError as exc:
+        return type(exc).__name__
+
+
+class TestBadInput:
+    """Each bad call raises our error and leaves the database exactly as it was."""
+
+    @pytest.fixture
+    def filled(self, db):
+        db.insert_batch(ids(20), clustered(20, DIM, 14), [{"i": i} for i in range(20)])
+        return db
+
+    BAD_CALLS = [
+        ("wrong dimension", lambda db: db.insert("x", np.ones(DIM + 1)), vjson.DimensionMismatchError),
+        ("nan", lambda db: db.insert("x", np.full(DIM, np.nan)), vjson.InvalidVectorError),
+        ("inf in batch", lambda db: db.insert_batch(["x", "y"], np.r_[np.ones((1, DIM)), np.full((1, DIM), np.inf)]),
+         vjson.InvalidVectorError),
+        ("strings", lambda db: db.insert("x", ["a"] * DIM), vjson.InvalidVectorError),
+        ("int id", lambda db: db.insert(5, np.ones(DIM)), vjson.InvalidIdError),
+        ("empty id", lambda db: db.insert("", np.ones(DIM)), vjson.InvalidIdError),
+        ("id list with None", lambda db: db.insert_batch(["a", None], np.ones((2, DIM))), vjson.InvalidIdError),
+        ("metadata list", lambda db: db.insert("x", np.ones(DIM), [1, 2]), vjson.InvalidMetadataError),
+        ("metadata set", lambda db: db.insert("x", np.ones(DIM), {"s": {1, 2}}), vjson.InvalidMetadataError),
+        ("metadata nan", lambda db: db.insert("x", np.ones(DIM), {"f": float("nan")}), vjson.InvalidMetadataError),
+        ("metadata int key", lambda db: db.insert("x", np.ones(DIM), {1: "a"}), vjson.InvalidMetadataError),
+        ("length mismatch", lambda db: db.insert_batch(["a", "b"], np.ones((3, DIM))), vjson.InvalidInputError),
+        ("metadatas mismatch", lambda db: db.insert_batch(["a"], np.ones((1, DIM)), [{}, {}]),
+         vjson.InvalidInputError),
+        ("text not str", lambda db: db.insert("x", np.ones(DIM), text=5), vjson.InvalidInputError),
+        ("k zero", lambda db: db.search(np.ones(DIM), k=0), vjson.InvalidInputError),
+        ("query dim", lambda db: db.search(np.ones(3)), vjson.DimensionMismatchError),
+        ("update unknown", lambda db: db.update_metadata("nope", {}), vjson.RecordNotFoundError),
+        ("bad include", lambda db: db.search(np.ones(DIM), include=["everything"]), vjson.InvalidInputError),
+    ]
+
+    @pytest.mark.parametrize("name,call,error", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+    def test_bad_call_changes_nothing(self, filled, name, call, error):
+        before = snapshot(filled)
+        with pytest.raises(error):
+            call(filled)
+        assert snapshot(filled) == before
+        filled.insert("after", np.ones(DIM))  # still usable
+        assert "after" in filled
+
+    def test_deep_nesting_refused(self, filled):
+        doc = {}
+        inner = doc
+        for _ in range(100):
+            inner["a"] = {}
+            inner = inner["a"]
+        with pytest.raises(vjson.InvalidMetadataError):
+            filled.insert("x", np.ones(DIM), doc)
+
+    def test_closed_database_raises(self, filled):
+        filled.close()
+        for call in (lambda: filled.search(np.ones(DIM)), lambda: filled.insert("a", np.ones(DIM)),
+                     lambda: len(filled), lambda: filled.get("r1"), lambda: filled.count()):
+            with pytest.raises(vjson.DatabaseClosedError):
+                call()
+        filled.close()  # idempotent
+
+    def test_not_a_database(self, tmp_path):
+        (tmp_path / "file").write_text("x")
+        with pytest.raises(vjson.NotADatabaseError):
+            vjson.VectorDB(tmp_path / "file", dimension=4)
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "notes.txt").write_text("x")
+        with pytest.raises(vjson.NotADatabaseError):
+            vjson.VectorDB(tmp_path / "other", dimension=4)
+        with pytest.raises(vjson.NotADatabaseError):
+            vjson.open(tmp_path / "missing")
+        with pytest.raises(vjson.InvalidInputError):
+            vjson.VectorDB(tmp_path / "new")  # creating needs a dimension
+
+    def test_newer_format_refused(self, tmp_path):
+        path = tmp_path / "db"
+        vjson.VectorDB(path, dimension=4).close()
+        import orjson
+
+        manifest = orjson.loads((path / "MANIFEST.json").read_bytes())
+        manifest["format"] = 99
+        (path / "MANIFEST.json").write_bytes(orjson.dumps(manifest))
+        with pytest.raises(vjson.FormatVersionError):
+            vjson.open(path)
+
+
+class TestSeedAlias:
+    def test_pyvectordb(self, tmp_path):
+        db = vjson.PyVectorDB(str(tmp_path / "db"), 8, 1000, 100)
+        db.insert("a", np.ones(8), {"k": 1})
+        db.insert_batch(["b", "c"], np.eye(8)[:2])
+        assert db.count() == 3 and len(db) == 3
+        assert db.search(np.ones(8), 1)[0].id == "a"
+        assert len(db.batch_search(np.eye(8)[:2], 2)) == 2
+        assert db.get_metadata("a") == {"k": 1}
+        db.delete(["b"])
+        db.compact()
+        assert len(db) == 2
+        db.close()
