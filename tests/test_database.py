@@ -336,3 +336,34 @@ class TestSeedAlias:
         db.compact()
         assert len(db) == 2
         db.close()
+
+
+class TestVerify:
+    def test_healthy_database_verifies(self, tmp_path):
+        path = tmp_path / "db"
+        with vjson.VectorDB(path, dimension=DIM) as db:
+            db.insert_batch(ids(5000), clustered(5000, DIM, 20), [{"i": i} for i in range(5000)],
+                            [f"t {i}" for i in range(5000)])
+            db.flush()
+            db.insert_batch(ids(10, 9000), clustered(10, DIM, 21))
+            db.delete(["r1"])
+            report = db.verify()
+            assert report["ok"], report["problems"]
+            assert report["records"] == 5009 and "vector checksums" in report["checked"]
+            db.compact()
+            assert db.verify()["ok"]
+
+    @pytest.mark.parametrize("target", ["vectors", "graph", "snapshot", "filters"])
+    def test_flipped_byte_is_reported(self, tmp_path, target):
+        path = tmp_path / "db"
+        db = vjson.VectorDB(path, dimension=DIM)
+        db.insert_batch(ids(300), clustered(300, DIM, 22), [{"i": i} for i in range(300)])
+        db.flush()
+        name = db._manifest[target]
+        raw = bytearray((path / name).read_bytes())
+        offset = {"vectors": 4 * DIM * 17 + 3, "graph": 65536 + 200, "snapshot": 40, "filters": len(raw) // 2}[target]
+        raw[offset] ^= 0x40
+        (path / name).write_bytes(bytes(raw))
+        report = db.verify()
+        assert not report["ok"] and any(name in p or target in p for p in report["problems"]), report
+        db.close()

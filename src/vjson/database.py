@@ -27,6 +27,8 @@ A search uses the view it started with, so it never sees part of a batch.
 
 from __future__ import annotations
 
+import builtins
+import io
 import logging
 import os
 import threading
@@ -73,8 +75,10 @@ from vjson.validation import (
 )
 
 log = logging.getLogger("vjson")
+builtins_open = builtins.open  # this module defines open()
 
 FORMAT_VERSION = 1
+CRC_BLOCK = 4096  # rows per vector checksum kept in the snapshot
 MANIFEST = "MANIFEST.json"
 METRICS = ("cosine", "l2", "ip")
 DURABILITY = ("sync", "flush")
@@ -223,11 +227,13 @@ class VectorDB:
         self._row_meta: list[dict | None] = []
         self._row_text: list[str | None] = []
         self._ids: dict[str, int] = {}
+        self._vector_crcs: list[int] = []  # crc32 per CRC_BLOCK rows, as of the checkpoint
         self._load_snapshot(m)
         self._graph = self._load_graph(m, max_elements)
         self._metadata = MetadataIndex()
-        replayed = self._replay(m)
-        self._rebuild_metadata_index()
+        touched: set[int] = set()
+        replayed = self._replay(m, touched)
+        self._load_metadata_index(m, touched)
         self._text = None
         self._open_text()
         self._publish_all()
@@ -244,6 +250,7 @@ class VectorDB:
             raise CorruptionError(f"{self.path / m['snapshot']}: row counts disagree with the manifest")
         self._row_ids, self._row_meta, self._row_text = ids, meta, text
         self._ids = {rid: row for row, rid in enumerate(ids) if rid is not None}
+        self._vector_crcs = snap.get("vector_crcs", [])
 
     def _load_graph(self, m: dict, max_elements: int | None) -> _core.HNSWIndex:
         if m["graph"] is None:
@@ -259,8 +266,11 @@ class VectorDB:
                 graph.resize(max_elements)
         return graph
 
-    def _replay(self, m: dict) -> int:
-        """Apply the log written since the checkpoint; returns how many frames."""
+    def _replay(self, m: dict, touched: set[int]) -> int:
+        """Apply the log written since the checkpoint; returns how many frames.
+
+        `touched` collects every row whose record changed, for the metadata index.
+        """
         added: list[np.ndarray] = []
         dead: list[int] = []
         frames = 0
@@ -280,12 +290,20 @@ class VectorDB:
                 added.append(rows)
             elif op == "del":
                 for rid in rec["ids"]:
+                    if rid not in self._ids:
+                        raise CorruptionError(f"{self._log.path}: deletes unknown id {rid!r}")
                     dead.append(self._ids.pop(rid))
             elif op == "meta":
                 for rid, doc in zip(rec["ids"], rec["meta"]):
+                    if rid not in self._ids:
+                        raise CorruptionError(f"{self._log.path}: updates unknown id {rid!r}")
                     self._row_meta[self._ids[rid]] = doc
+                    touched.add(self._ids[rid])
             else:
                 raise CorruptionError(f"{self._log.path}: unknown record type {op!r}")
+        touched.update(dead)
+        for rows in added:
+            touched.update(rows.tolist())
         if added:
             rows = np.concatenate(added)
             self._graph.add(self._vectors.view(int(rows[-1]) + 1)[rows], rows)
@@ -306,6 +324,24 @@ class VectorDB:
                 dead.append(old)
             self._ids[rid] = row0 + i
         return np.arange(row0, row0 + n, dtype=np.int64)
+
+    def _load_metadata_index(self, m: dict, touched: set[int]) -> None:
+        """The checkpoint's filter index plus the rows the log changed, or a full rebuild."""
+        name = m.get("filters")
+        if name is None:
+            self._rebuild_metadata_index()
+            return
+        with builtins_open(self.path / name, "rb") as f:
+            self._metadata = MetadataIndex.load(f)
+        if not touched:
+            return
+        rows = sorted(touched)
+        gone = [r for r in rows if self._ids.get(self._row_ids[r]) != r and r < self._metadata.n_rows]
+        live = [r for r in rows if self._ids.get(self._row_ids[r]) == r]
+        if gone:
+            self._metadata.remove_many(gone)
+        if live:
+            self._metadata.set_many(live, [self._row_meta[r] for r in live])
 
     def _rebuild_metadata_index(self) -> None:
         rows = np.fromiter(self._ids.values(), dtype=np.int64, count=len(self._ids))
@@ -375,9 +411,9 @@ class VectorDB:
 
     def _remove_stray_files(self, m: dict) -> None:
         """Files of an interrupted checkpoint or compaction (never referenced by the manifest)."""
-        keep = {MANIFEST, "LOCK", "text", m["vectors"], m["log"], m["snapshot"], m["graph"]}
+        keep = {MANIFEST, "LOCK", "text", m["vectors"], m["log"], m["snapshot"], m["graph"], m.get("filters")}
         for name in os.listdir(self.path):
-            if name not in keep and (name.split("-")[0] in ("vectors", "log", "snapshot", "graph")
+            if name not in keep and (name.split("-")[0] in ("vectors", "log", "snapshot", "graph", "filters")
                                      or name.startswith(".")):
                 try:
                     (self.path / name).unlink()
@@ -800,16 +836,23 @@ class VectorDB:
         m = dict(self._manifest)
         c = m["checkpoint"] + 1
         rows = len(self._row_ids)
-        names = {"log": f"log-{c}.vjl", "snapshot": f"snapshot-{c}.vjs", "graph": f"graph-{c}.vjx"}
+        names = {"log": f"log-{c}.vjl", "snapshot": f"snapshot-{c}.vjs", "graph": f"graph-{c}.vjx",
+                 "filters": f"filters-{c}.vjm"}
         self._vectors.sync()
         self._graph.save(self.path / names["graph"], durable=True)
         live_ids = [rid if self._ids.get(rid) == row else None for row, rid in enumerate(self._row_ids)]
+        self._vector_crcs = self._block_crcs(rows)
         snapshot = orjson.dumps({
+            "vector_crcs": self._vector_crcs,
             "ids": live_ids,
             "meta": [meta if live_ids[i] is not None else None for i, meta in enumerate(self._row_meta)],
             "text": [t if live_ids[i] is not None else None for i, t in enumerate(self._row_text)],
         })
         write_blob(self.path / names["snapshot"], snapshot)
+        dump = io.BytesIO()
+        with self._filter_lock:
+            self._metadata.dump(dump)
+        atomic_write(self.path / names["filters"], dump.getvalue())
         (self.path / names["log"]).touch()
         m.update(names, checkpoint=c, rows=rows, seq=self._seq, snapshot_bytes=len(snapshot))
         if vectors is not None:
@@ -820,12 +863,104 @@ class VectorDB:
         self._log.close()
         self._log = RecordLog(self.path / names["log"], self._durable)
         self._dirty = False
-        for key in ("log", "snapshot", "graph", "vectors"):
-            if old[key] and old[key] != m[key]:
+        for key in ("log", "snapshot", "graph", "vectors", "filters"):
+            if old.get(key) and old[key] != m[key]:
                 try:
                     (self.path / old[key]).unlink()
                 except OSError:
                     pass
+
+    def _block_crcs(self, rows: int) -> list[int]:
+        """crc32 of each CRC_BLOCK rows of vectors (the last block partial); reuses full blocks."""
+        keep = min(len(self._vector_crcs), rows // CRC_BLOCK)
+        crcs = list(self._vector_crcs[:keep])
+        view = self._vectors.view(rows)
+        for start in range(keep * CRC_BLOCK, rows, CRC_BLOCK):
+            crcs.append(zlib.crc32(view[start:start + CRC_BLOCK]))
+        return crcs
+
+    def verify(self) -> dict[str, Any]:
+        """Check every checksum on disk and the invariants between the indexes.
+
+        Reads everything (the whole graph file included). Returns a report:
+        ``{"ok": bool, "problems": [...], "records": n, "rows": n, "checked": [...]}``;
+        it does not raise for what it finds.
+        """
+        self._check_open()
+        problems: list[str] = []
+        checked: list[str] = []
+
+        def attempt(what: str, check: Any) -> Any:
+            try:
+                result = check()
+                checked.append(what)
+                return result
+            except (VJsonError, OSError, ValueError, KeyError) as exc:
+                problems.append(f"{what}: {exc}")
+                return None
+
+        with self._write_lock:
+            m = self._manifest
+            view = self._view
+            rows = len(self._row_ids)
+            if m["snapshot"]:
+                attempt("snapshot checksum", lambda: read_blob(self.path / m["snapshot"]))
+            if m.get("filters"):
+                def load_filters() -> None:
+                    with builtins_open(self.path / m["filters"], "rb") as f:
+                        MetadataIndex.load(f)
+                attempt("filter index checksum", load_filters)
+            if m["graph"]:
+                attempt("graph file checksums", lambda: _core.HNSWIndex.load(self.path / m["graph"], verify=True).close())
+            attempt("graph structure", self._graph.check)
+
+            def log_frames() -> None:
+                reader = RecordLog(self._log.path, durable=False, read_only=True)
+                try:
+                    for _, payload in reader.frames(committed=self._log.size):
+                        rec = orjson.loads(payload)
+                        if rec["op"] == "put":
+                            n = len(rec["ids"])
+                            block = self._vectors.view(rec["row"] + n)[rec["row"]:rec["row"] + n]
+                            if zlib.crc32(block) != rec["crc"]:
+                                raise CorruptionError(f"{self._vectors.path}: rows {rec['row']}..{rec['row'] + n - 1} "
+                                                      "fail their checksum")
+                finally:
+                    reader.close()
+            attempt("log checksums", log_frames)
+
+            def vector_blocks() -> None:
+                covered = m["rows"]
+                view_rows = self._vectors.view(covered)
+                for i, crc in enumerate(self._vector_crcs):
+                    block = view_rows[i * CRC_BLOCK:min((i + 1) * CRC_BLOCK, covered)]
+                    if zlib.crc32(block) != crc:
+                        raise CorruptionError(f"{self._vectors.path}: rows {i * CRC_BLOCK}.. fail their checksum")
+            attempt("vector checksums", vector_blocks)
+
+            def cross_checks() -> None:
+                live = np.fromiter(self._ids.values(), dtype=np.int64, count=len(self._ids))
+                visible = np.unpackbits(view.bits, count=view.rows, bitorder="little").view(bool)
+                if view.count != len(live) or not visible[live].all() or int(visible.sum()) != len(live):
+                    raise CorruptionError("the visible rows differ from the live ids")
+                if self._graph.element_count != rows or (len(live) and live.max() >= rows):
+                    raise CorruptionError(f"graph holds {self._graph.element_count} rows, the records {rows}")
+                for rid, row in self._ids.items():
+                    if self._row_ids[row] != rid:
+                        raise CorruptionError(f"id {rid!r} maps to row {row}, which belongs to {self._row_ids[row]!r}")
+                with self._filter_lock:
+                    if self._metadata.n_live != len(live):
+                        raise CorruptionError(f"the filter index holds {self._metadata.n_live} records, not {len(live)}")
+                if self._text is not None:
+                    want = sorted(int(r) for r in live if self._row_text[r] is not None)
+                    have = self._text.rows().tolist()
+                    if have != want:
+                        raise CorruptionError(f"the text index holds {len(have)} texts, the records {len(want)}")
+            attempt("cross-index invariants", cross_checks)
+            if self._text is not None:
+                from vjson.text_index import TextIndex
+                attempt("text index checksums", lambda: TextIndex.check(self._text.path))
+        return {"ok": not problems, "problems": problems, "records": view.count, "rows": rows, "checked": checked}
 
     def compact(self) -> None:
         """Rewrite storage without deleted and replaced records, and rebuild the graph.
@@ -855,6 +990,7 @@ class VectorDB:
             row_text = [self._row_text[r] for r in live]
             # switch the in-memory state, then make it durable with a checkpoint
             self._vectors, self._graph = vectors, graph
+            self._vector_crcs = []  # the old file's checksums say nothing about the new one
             self._row_ids, self._row_meta, self._row_text = row_ids, row_meta, row_text
             self._ids = {rid: i for i, rid in enumerate(row_ids)}
             self._metadata = MetadataIndex()
