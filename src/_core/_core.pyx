@@ -312,6 +312,52 @@ def _checksum(data, uint64_t seed=0):
     return vj_checksum64(&view[0], view.shape[0], seed)
 
 
+# ---------------------------------------------------------------- bitsets
+
+cdef class Bitset:
+    """An immutable allow-set over labels, packed little-endian (bit i of byte
+    b is label 8b + i), with its population count computed once.
+
+    ``Bitset(mask)`` takes a bool mask over labels or an already packed uint8
+    array (then `count` may be given to skip counting). Searches read it
+    without conversion, which matters when one set serves many queries.
+    """
+
+    cdef readonly object array
+    cdef readonly size_t count
+    cdef const uint8_t *data
+    cdef size_t nbytes
+
+    def __cinit__(self, mask, count=None):
+        packed = as_bitset(mask)
+        if packed is None:
+            raise InvalidInputError("a Bitset needs a mask")
+        if not packed.flags.writeable:
+            packed = packed.copy()
+        packed.flags.writeable = False
+        cdef const uint8_t[::1] view = packed
+        self.array = packed
+        self.nbytes = view.shape[0]
+        self.data = &view[0] if self.nbytes > 0 else NULL
+        if count is None or np.asarray(mask).dtype == np.bool_:
+            with nogil:
+                self.count = popcount(view) if self.nbytes > 0 else 0
+        else:
+            self.count = <size_t> count
+
+    def __len__(self):
+        return self.count
+
+    def __contains__(self, label):
+        return isinstance(label, (int, np.integer)) and 0 <= label and bitset_has(self.data, self.nbytes, label)
+
+    def to_mask(self, size_t n):
+        """A bool mask over labels [0, n)."""
+        return np.unpackbits(self.array, count=min(n, 8 * self.nbytes), bitorder="little").view(bool).copy() \
+            if n <= 8 * self.nbytes else np.concatenate(
+                [np.unpackbits(self.array, bitorder="little").view(bool), np.zeros(n - 8 * self.nbytes, bool)])
+
+
 # ---------------------------------------------------------------- the index
 
 cdef class HNSWIndex:
@@ -543,17 +589,59 @@ cdef class HNSWIndex:
     def search(self, query, int k=10, ef_search=None, allowed=None, allowed_count=None):
         """The k nearest labels to one query: ``(labels uint64, distances float32)``, ascending.
 
-        `allowed` restricts results to labels set in a bool mask over labels
-        (or a packed little-endian uint8 bitset); the graph is still walked
-        through other nodes. Fewer than k come back only when fewer than k live
-        (allowed) labels exist. A caller that keeps a bitset may pass its
-        population count as `allowed_count` to save a pass over it.
+        `allowed` restricts results to labels set in a bool mask over labels,
+        a packed little-endian uint8 bitset, or a :class:`Bitset`; the graph is
+        still walked through other nodes. Fewer than k come back only when
+        fewer than k live (allowed) labels exist. With a packed bitset, its
+        population count may be passed as `allowed_count` to save a pass over it.
         """
+        if k <= 0:
+            raise InvalidInputError(f"k must be positive, got {k}")
+        out_labels = np.empty(k, dtype=np.uint64)
+        out_dists = np.empty(k, dtype=np.float32)
+        cdef uint64_t[::1] lv = out_labels
+        cdef float[::1] dv = out_dists
+        cdef Py_ssize_t found = self.knn_one(query, k, ef_search, allowed, allowed_count, &lv[0], &dv[0])
+        if found == k:
+            return out_labels, out_dists
+        return out_labels[:found], out_dists[:found]
+
+    def search_results(self, query, int k, ef_search, Bitset allowed, list names, list metadata,
+                       list texts, bint similarity):
+        """search() fused with building SearchResult objects for row labels:
+        the database's hot path, with no intermediate arrays.
+
+        `names[label]` is the id; `metadata`/`texts` (or None) the fields to attach.
+        """
+        cdef uint64_t labels_buf[64]
+        cdef float dists_buf[64]
+        cdef uint64_t *labels = labels_buf
+        cdef float *dists = dists_buf
+        cdef Py_ssize_t found
+        if k <= 0:
+            raise InvalidInputError(f"k must be positive, got {k}")
+        if k > 64:
+            labels = <uint64_t *> malloc(k * sizeof(uint64_t))
+            dists = <float *> malloc(k * sizeof(float))
+            if labels == NULL or dists == NULL:
+                free(labels)
+                free(dists)
+                raise MemoryError()
+        try:
+            found = self.knn_one(query, k, ef_search, allowed, None, labels, dists)
+            return make_results(names, metadata, texts, labels, dists, found, similarity)
+        finally:
+            if k > 64:
+                free(labels)
+                free(dists)
+
+    cdef Py_ssize_t knn_one(self, object query, int k, object ef_search, object allowed,
+                            object allowed_count, uint64_t *labels, float *dists) except -1:
+        """Validate one query and search it; returns how many results were written."""
         cdef Graph *g = self.open_graph()
         cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
         cdef const float[::1] qv
-        if k <= 0:
-            raise InvalidInputError(f"k must be positive, got {k}")
+        cdef Bitset bits
         try:  # the common case, a float32 1-D array: no conversion, no copy
             qv = query
             fast = qv.shape[0] == g.dim
@@ -566,25 +654,15 @@ cdef class HNSWIndex:
             qv = q[0]
         if not vector_ok(&qv[0], g.dim, g.metric == METRIC_COSINE):
             check_rows(np.asarray(qv).reshape(1, -1), g.metric, "query")
-        bits = allowed if type(allowed) is np.ndarray and allowed.dtype == np.uint8 else as_bitset(allowed)
-        cdef const uint8_t[::1] bv
         cdef const uint8_t *bptr = NULL
         cdef size_t nbytes = 0, count = 0
-        if bits is not None and bits.shape[0] > 0:
-            bv = bits
-            bptr = &bv[0]
-            nbytes = bv.shape[0]
-            if allowed_count is not None:
-                count = <size_t> allowed_count
-            else:
-                with nogil:
-                    count = popcount(bv)
-        elif bits is not None:
-            return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32)
-        out_labels = np.empty(k, dtype=np.uint64)
-        out_dists = np.empty(k, dtype=np.float32)
-        cdef uint64_t[::1] lv = out_labels
-        cdef float[::1] dv = out_dists
+        if allowed is not None:
+            bits = allowed if type(allowed) is Bitset else Bitset(allowed, allowed_count)
+            if bits.count == 0:
+                return 0
+            bptr = bits.data
+            nbytes = bits.nbytes
+            count = bits.count
         cdef Py_ssize_t found
         cdef Scratch *s
         cdef const float *qp = &qv[0]
@@ -598,14 +676,12 @@ cdef class HNSWIndex:
                     normalise_into(qp, s.query, g.dim)
                     qp = s.query
                 found = knn_search(g, s, qp, k, ef, bptr, nbytes, count,
-                                   self.exact_cutoff(count), &lv[0], &dv[0])
+                                   self.exact_cutoff(count), labels, dists)
                 scratch_release(g, s)
             vj_rw_unlock(&g.rw)
         if found < 0:
             raise MemoryError()
-        if found == k:
-            return out_labels, out_dists
-        return out_labels[:found], out_dists[:found]
+        return found
 
     def search_batch(self, queries, int k=10, ef_search=None, allowed=None, num_threads=None,
                      allowed_count=None):
@@ -620,28 +696,24 @@ cdef class HNSWIndex:
             raise InvalidInputError(f"k must be positive, got {k}")
         q = as_matrix(queries, g.dim, "queries")
         check_rows(q, g.metric, "queries")
-        bits = as_bitset(allowed)
+        cdef Bitset bits = None
+        if allowed is not None:
+            bits = allowed if type(allowed) is Bitset else Bitset(allowed, allowed_count)
         cdef int threads = _thread_count(num_threads)
         out_labels = np.full((q.shape[0], k), NO_LABEL, dtype=np.uint64)
         out_dists = np.full((q.shape[0], k), np.inf, dtype=np.float32)
-        if q.shape[0] == 0 or (bits is not None and bits.shape[0] == 0):
+        if q.shape[0] == 0 or (bits is not None and bits.count == 0):
             return out_labels, out_dists
         cdef const float[:, ::1] qv = q
         cdef uint64_t[:, ::1] lv = out_labels
         cdef float[:, ::1] dv = out_dists
-        cdef const uint8_t[::1] bv
         cdef SearchJob job
         cdef int t
         memset(&job, 0, sizeof(job))
         if bits is not None:
-            bv = bits
-            job.allowed = &bv[0]
-            job.allowed_bytes = bv.shape[0]
-            if allowed_count is not None:
-                job.allowed_count = <size_t> allowed_count
-            else:
-                with nogil:
-                    job.allowed_count = popcount(bv)
+            job.allowed = bits.data
+            job.allowed_bytes = bits.nbytes
+            job.allowed_count = bits.count
         job.graph = g
         job.queries = &qv[0, 0]
         job.k = k
@@ -987,22 +1059,28 @@ cdef class SearchResult:
         return (type(self), (self.id, self.distance, self.score, self.metadata, self.text, self.vector))
 
 
-def build_results(list row_ids, list metas, list texts, const uint64_t[::1] rows,
-                  const float[::1] distances, bint similarity):
-    """SearchResult per (row, distance); `metas`/`texts` may be None (not asked for)."""
-    cdef Py_ssize_t i, n = rows.shape[0]
-    cdef uint64_t row
+cdef list make_results(list names, list metadata, list texts, const uint64_t *labels,
+                       const float *distances, Py_ssize_t n, bint similarity):
+    cdef Py_ssize_t i
     cdef float d
     cdef SearchResult res
     cdef list out = []
     for i in range(n):
-        row = rows[i]
         d = distances[i]
         res = SearchResult.__new__(SearchResult)
-        res.id = row_ids[row]
+        res.id = names[labels[i]]
         res.distance = d
         res.score = (1.0 - d) if similarity else -d
-        res.metadata = metas[row] if metas is not None else None
-        res.text = texts[row] if texts is not None else None
+        res.metadata = metadata[labels[i]] if metadata is not None else None
+        res.text = texts[labels[i]] if texts is not None else None
         out.append(res)
     return out
+
+
+def build_results(list names, list metadata, list texts, const uint64_t[::1] labels,
+                  const float[::1] distances, bint similarity):
+    """SearchResult per (label, distance) with ``names[label]`` as id;
+    `metadata`/`texts` (or None) give the fields to attach."""
+    if labels.shape[0] == 0:
+        return []
+    return make_results(names, metadata, texts, &labels[0], &distances[0], labels.shape[0], similarity)

@@ -41,6 +41,7 @@ cdef struct Scratch:
     Heap candidates
     Heap results
     uint32_t *link_copy    # a neighbour list copied under its node lock
+    uint32_t *fresh        # the unvisited neighbours of the node being expanded
     Heap sorted            # results in ascending order, for neighbour selection
     Heap selected
     float *query           # the normalised copy of a cosine query

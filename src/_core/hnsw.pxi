@@ -27,6 +27,13 @@ cdef inline uint32_t *node_links(const Graph *g, size_t node, int level) noexcep
         return NULL
     return g.upper[node] + <size_t> (level - 1) * (g.M + 1)
 
+cdef inline void prefetch_vector(const Graph *g, size_t node) noexcept nogil:
+    """Ask for every cache line of a node's vector (the first is usually in flight)."""
+    cdef const char *p = <const char *> node_vector(g, node)
+    cdef size_t offset
+    for offset in range(64, g.dim * sizeof(float), 64):
+        __builtin_prefetch(p + offset)
+
 cdef inline size_t max_links(const Graph *g, int level) noexcept nogil:
     return g.M0 if level == 0 else g.M
 
@@ -148,8 +155,9 @@ cdef Scratch *scratch_acquire(Graph *g) noexcept nogil:
         if s == NULL:
             return NULL
         s.link_copy = <uint32_t *> malloc((g.M0 + 1) * sizeof(uint32_t))
+        s.fresh = <uint32_t *> malloc((g.M0 + 1) * sizeof(uint32_t))
         s.query = <float *> malloc(g.dim * sizeof(float))
-        if s.link_copy == NULL or s.query == NULL:
+        if s.link_copy == NULL or s.fresh == NULL or s.query == NULL:
             scratch_free(s)
             return NULL
     if s.visited_size < g.count:
@@ -182,6 +190,7 @@ cdef void scratch_free(Scratch *s) noexcept nogil:
         return
     free(s.visited)
     free(s.link_copy)
+    free(s.fresh)
     free(s.query)
     heap_free(&s.candidates)
     heap_free(&s.results)
@@ -270,7 +279,7 @@ cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry
     """
     cdef uint16_t tag = scratch_new_search(s)
     cdef uint16_t *visited = s.visited
-    cdef size_t count = g.count, n, j, limit = max_links(g, level)
+    cdef size_t count = g.count, n, j, limit = max_links(g, level), fresh_n
     cdef float d, bound
     cdef uint32_t current, nb
     cdef uint32_t *links
@@ -295,15 +304,21 @@ cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry
         n = links[0]
         if n > limit:
             n = limit
-        if n > 0 and links[1] < count:
-            __builtin_prefetch(node_vector(g, links[1]))
+        # Two passes: first pick the unseen neighbours and start fetching their
+        # vectors, so the memory system works on several at once; then compute.
+        # The kernels are memory-bound here (vectors stream from RAM).
+        fresh_n = 0
         for j in range(1, n + 1):
             nb = links[j]
-            if j < n and links[j + 1] < count:
-                __builtin_prefetch(node_vector(g, links[j + 1]))
-            if nb >= count or visited[nb] == tag:
-                continue
-            visited[nb] = tag
+            if nb < count and visited[nb] != tag:
+                visited[nb] = tag
+                s.fresh[fresh_n] = nb
+                fresh_n += 1
+                __builtin_prefetch(node_vector(g, nb))
+        for j in range(fresh_n):
+            nb = s.fresh[j]
+            if j + 1 < fresh_n:
+                prefetch_vector(g, s.fresh[j + 1])
             d = dist(q, node_vector(g, nb), g.dim)
             if s.results.size < ef or d < bound:
                 rc |= heap_push(&s.candidates, -d, nb)

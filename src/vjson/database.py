@@ -87,11 +87,18 @@ _DEFAULT_INCLUDE = ("metadata", "text")
 
 
 class View(NamedTuple):
-    """What readers see: packed bitset of visible rows, its popcount, and the row count."""
+    """What readers see: the visible rows (a packed bitset with its count) out of `rows`."""
 
-    bits: np.ndarray
-    count: int
+    visible: _core.Bitset
     rows: int
+
+    @property
+    def bits(self) -> np.ndarray:
+        return self.visible.array
+
+    @property
+    def count(self) -> int:
+        return self.visible.count
 
 
 def _set_bits(bits: np.ndarray, rows: np.ndarray) -> None:
@@ -407,7 +414,7 @@ class VectorDB:
         rows = np.fromiter(self._ids.values(), dtype=np.int64, count=len(self._ids))
         if len(rows):
             _set_bits(bits, rows)
-        self._view = View(bits, len(rows), n)
+        self._view = View(_core.Bitset(bits, len(rows)), n)
 
     def _remove_stray_files(self, m: dict) -> None:
         """Files of an interrupted checkpoint or compaction (never referenced by the manifest)."""
@@ -551,7 +558,7 @@ class VectorDB:
             _set_bits(bits, born)
         if len(dead):
             _clear_bits(bits, np.asarray(dead, dtype=np.int64))
-        self._view = View(bits, len(self._ids), n)
+        self._view = View(_core.Bitset(bits, len(self._ids)), n)
 
     def _update_text(self, born: np.ndarray, texts: list | None, dead: Sequence[int]) -> None:
         if self._text is None:
@@ -677,11 +684,11 @@ class VectorDB:
         live = np.unpackbits(view.bits, count=view.rows, bitorder="little").view(bool)
         return mask & live
 
-    def _allowed(self, filter: dict | None, view: View) -> tuple[np.ndarray, int]:
+    def _allowed(self, filter: dict | None, view: View) -> _core.Bitset:
+        """The rows a search may return: the view's, narrowed by the filter."""
         if filter is None:
-            return view.bits, view.count
-        mask = self._filter_mask(filter, view)
-        return np.packbits(mask, bitorder="little"), int(np.count_nonzero(mask))
+            return view.visible
+        return _core.Bitset(self._filter_mask(filter, view))
 
     def search(self, vector: Any, k: int = 10, filter: dict | None = None, ef_search: int | None = None,
                include: Sequence[str] = _DEFAULT_INCLUDE) -> list[SearchResult]:
@@ -698,10 +705,15 @@ class VectorDB:
         if include is not _DEFAULT_INCLUDE:
             include = _check_include(include)
         view = self._view
-        bits, count = (view.bits, view.count) if filter is None else self._allowed(filter, view)
-        # the core validates the query (dimension, dtype, NaN) and converts it only if it must
-        rows, dists = self._graph.search(vector, k, ef_search or self._ef_search, bits, count)
-        return self._results(rows, dists, include)
+        allowed = view.visible if filter is None else self._allowed(filter, view)
+        if "vector" in include:
+            rows, dists = self._graph.search(vector, k, ef_search or self._ef_search, allowed)
+            return self._results(rows, dists, include)
+        # the core validates the query (dimension, dtype, NaN), converts it only
+        # if it must, and builds the results in the same call
+        return self._graph.search_results(vector, k, ef_search or self._ef_search, allowed, self._row_ids,
+                                          self._row_meta if "metadata" in include else None,
+                                          self._row_text if "text" in include else None, self.metric != "l2")
 
     def batch_search(self, vectors: Any, k: int = 10, filter: dict | None = None, ef_search: int | None = None,
                      include: Sequence[str] = _DEFAULT_INCLUDE, num_threads: int | None = None
@@ -712,8 +724,8 @@ class VectorDB:
         queries = check_vectors(vectors, self.dimension, "queries")
         include = _check_include(include)
         view = self._view
-        bits, count = self._allowed(filter, view)
-        rows, dists = self._graph.search_batch(queries, k, ef_search or self._ef_search, bits, num_threads, count)
+        rows, dists = self._graph.search_batch(queries, k, ef_search or self._ef_search,
+                                               self._allowed(filter, view), num_threads)
         out = []
         for r, d in zip(rows, dists):
             n = int(np.searchsorted(r == _core.NO_LABEL, True)) if r[-1] == _core.NO_LABEL else len(r)
@@ -790,8 +802,8 @@ class VectorDB:
             raise InvalidInputError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
         view = self._view
         depth = max(candidates, k)
-        bits, count = (view.bits, view.count) if filter is None else self._allowed(filter, view)
-        vrows, vdists = self._graph.search(vector, depth, max(ef_search or self._ef_search, depth), bits, count)
+        vrows, vdists = self._graph.search(vector, depth, max(ef_search or self._ef_search, depth),
+                                           self._allowed(filter, view))
         trows, tscores = self._text_hits(text, depth, filter, view, syntax)
         if fusion == "rrf":
             hits = fuse.rrf([vrows.tolist(), trows.tolist()], k=rrf_k,
