@@ -119,6 +119,16 @@ class TestFilteredSearch:
         truth, _ = vjson.brute_force_knn(self.data[ids], self.queries, 10)
         assert recall_at_k(labels.astype(np.int64), ids[truth]) >= 0.9
 
+    @pytest.mark.parametrize("fraction", [0.05, 0.1, 0.4])  # two-hop walk below 20 %, plain above
+    def test_graph_walk_recall_under_filters(self, fraction):
+        self.index.exact_limit = 1  # no exact scan: measure the walk itself
+        mask = np.random.default_rng(7).random(4000) < fraction
+        labels, _ = self.index.search_batch(self.queries, 10, ef_search=64, allowed=mask)
+        assert mask[labels.astype(np.int64)].all()
+        ids = np.flatnonzero(mask)
+        truth, _ = vjson.brute_force_knn(self.data[ids], self.queries, 10)
+        assert recall_at_k(labels.astype(np.int64), ids[truth]) >= 0.9
+
     def test_graph_path_with_exact_limit_disabled(self):
         self.index.exact_limit = 1  # force the graph walk even for small sets
         mask = np.zeros(4000, bool)

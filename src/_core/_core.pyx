@@ -676,7 +676,7 @@ cdef class HNSWIndex:
                     normalise_into(qp, s.query, g.dim)
                     qp = s.query
                 found = knn_search(g, s, qp, k, ef, bptr, nbytes, count,
-                                   self.exact_cutoff(count), labels, dists)
+                                   self.exact_cutoff(max(ef, <size_t> k)), labels, dists)
                 scratch_release(g, s)
             vj_rw_unlock(&g.rw)
         if found < 0:
@@ -718,7 +718,7 @@ cdef class HNSWIndex:
         job.queries = &qv[0, 0]
         job.k = k
         job.ef = ef
-        job.exact_limit = self.exact_cutoff(job.allowed_count) if bits is not None else 0
+        job.exact_limit = self.exact_cutoff(max(ef, <size_t> k)) if bits is not None else 0
         job.labels = &lv[0, 0]
         job.distances = &dv[0, 0]
         if threads > q.shape[0]:
@@ -743,13 +743,15 @@ cdef class HNSWIndex:
             raise MemoryError()
         return out_labels, out_dists
 
-    cdef size_t exact_cutoff(self, size_t allowed_count) noexcept nogil:
-        # Below this many allowed labels a filtered search scans them exactly:
-        # a graph walk must then visit ~ef / selectivity nodes to fill its beam,
-        # which costs more than computing the allowed distances directly.
+    cdef size_t exact_cutoff(self, size_t ef) noexcept nogil:
+        # Up to this many allowed labels a filtered search scans them exactly.
+        # Measured on 80k x 384 (benchmarks/README.md): a two-hop graph walk
+        # costs about 1.5 * ef * M0 distances whatever the filter, and below
+        # ~4 % selectivity the allowed nodes are too sparse for it to keep its
+        # recall, so the scan wins below either bound.
         if self.exact_limit > 0:
             return self.exact_limit
-        return max(<size_t> 2000, self.g.label_count // 50)
+        return max(self.g.label_count // 25, (3 * ef * self.g.M0) // 2)
 
     def get_vectors(self, labels):
         """Stored vectors for labels, (n, dim) float32 (normalised under cosine)."""
