@@ -184,7 +184,7 @@ class TestCompact:
             size_before = os.path.getsize(path / db._manifest["vectors"])
             db.compact()
             assert snapshot(db) == content and len(db) == 500
-            assert db._graph.element_count == 500, "retired rows are gone from the graph"
+            assert db._gen.graph.element_count == 500, "retired rows are gone from the graph"
             assert db.search(data[450], k=1)[0].id == "r450"
             assert db.count({"i": {"$gte": 550}}) == 50
         with vjson.open(path) as db:

@@ -119,14 +119,14 @@ class TestHybrid:
 class TestTextRecovery:
     def test_missing_text_folder_is_rebuilt_with_a_warning(self, tmp_path, db, caplog):
         db.close()
-        shutil.rmtree(tmp_path / "db" / "text")
+        shutil.rmtree(tmp_path / "db" / "text-0")
         with vjson.open(tmp_path / "db") as again:
             assert set(ids(again.text_search("fox"))) == {"d0", "d1"}
         assert any("text index" in r.message for r in caplog.records)
 
     def test_corrupted_text_folder_is_rebuilt(self, tmp_path, db):
         db.close()
-        folder = tmp_path / "db" / "text"
+        folder = tmp_path / "db" / "text-0"
         (folder / "meta.json").write_text("{ garbage")
         with vjson.open(tmp_path / "db") as again:
             assert set(ids(again.text_search("fox"))) == {"d0", "d1"}

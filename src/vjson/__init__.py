@@ -4,6 +4,8 @@ The native core (``vjson._core``) is a from-scratch HNSW index with SIMD
 distance kernels; searches run without the GIL, in parallel across threads.
 """
 
+import logging
+
 from vjson._core import (
     NO_LABEL,
     HNSWIndex,
@@ -33,6 +35,10 @@ from vjson.errors import (
 )
 
 from vjson.results import Record, SearchResult
+
+# vjson logs to the "vjson" logger (warnings: a text index rebuilt, a file it could
+# not close); the application decides what to show.
+logging.getLogger("vjson").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,6 @@
-"""``python -m vjson``: the command line."""
+"""``python -m vjson``: the command line (see :mod:`vjson.cli`)."""
 
 from vjson.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

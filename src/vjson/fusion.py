@@ -288,13 +288,13 @@ def weighted(
         raw_out: list[float | None] = []
         terms: list[float] = []
         for (first, raw, norm), wgt in zip(parsed, side_weights):
-            p = first.get(row)
-            if p is None:
+            at = first.get(row)
+            if at is None:
                 ranks.append(None)
                 raw_out.append(None)
                 continue
-            ranks.append(p + 1)
-            raw_out.append(raw[p])
-            terms.append(wgt * norm[p])
+            ranks.append(at + 1)
+            raw_out.append(raw[at])
+            terms.append(wgt * norm[at])
         fused[row] = (math.fsum(terms), ranks, raw_out)
     return _finish(fused, lim)

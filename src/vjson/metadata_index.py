@@ -683,7 +683,7 @@ class MetadataIndex:
         np.maximum.accumulate(offs, out=offs)
         sections.append(("doc_off", offs))
         sections.append(("doc_blob", np.frombuffer(b"".join(chunks), np.uint8)))
-        path_meta = []
+        path_meta: list[dict[str, Any]] = []
         for name in sorted(self._paths):
             p = self._paths[name]
             valid = self._valid(p)

@@ -1,0 +1,201 @@
+"""Type stub of ``vjson._core``, the native module built from ``src/_core/_core.pyx``.
+
+The native HNSW index, SIMD distance kernels, exact k-NN and the C result type.
+Keep in step with the ``.pyx``: every public name there has its signature here.
+"""
+
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+#: The label reported for "no result" in padded batch output (2**64 - 1).
+NO_LABEL: int
+#: The version of the index file format this build writes and reads.
+FORMAT_VERSION: int
+
+# ---------------------------------------------------------------- SIMD control
+
+def simd_info() -> dict[str, Any]:
+    """Which distance kernels run: ``{"active", "best", "available", "env"}``."""
+
+def set_simd(name: str) -> None:
+    """Force a kernel family: "scalar", "avx2", "avx512", or "auto" (the best)."""
+
+def default_threads() -> int:
+    """The number of CPUs this process may run on."""
+
+# ---------------------------------------------------------------- exact k-NN
+
+def brute_force_knn(
+    data: npt.ArrayLike,
+    queries: npt.ArrayLike,
+    k: int = 10,
+    metric: str = "l2",
+    num_threads: int | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Exact k nearest rows of ``data`` for each query: ``(ids, distances)``, each (m, k).
+
+    Rows with fewer than k results are padded with id -1 and distance inf.
+    """
+
+def _kernel_distance(a: npt.ArrayLike, b: npt.ArrayLike, metric: str = "l2") -> float: ...
+def _checksum(data: bytes | bytearray | memoryview, seed: int = 0) -> int: ...
+
+# ---------------------------------------------------------------- allow-sets
+
+class Bitset:
+    """An immutable allow-set over labels, packed little-endian, with its population count."""
+
+    def __init__(self, mask: npt.ArrayLike, count: int | None = None) -> None: ...
+    @property
+    def array(self) -> npt.NDArray[np.uint8]:
+        """The packed bits (read-only)."""
+    @property
+    def count(self) -> int:
+        """How many labels are set."""
+    def __len__(self) -> int: ...
+    def __contains__(self, label: object) -> bool: ...
+    def to_mask(self, n: int) -> npt.NDArray[np.bool_]:
+        """A bool mask over labels [0, n)."""
+
+#: What ``allowed=`` takes: a bool mask over labels, a packed uint8 bitset, or a Bitset.
+_Allowed = npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | Bitset
+
+# ---------------------------------------------------------------- the index
+
+class HNSWIndex:
+    """An HNSW graph over float32 vectors with uint64 labels.
+
+    Metrics: "l2" (squared Euclidean), "ip" (1 - dot) and "cosine". Searches
+    run in parallel from many threads without the GIL.
+    """
+
+    #: Below this many allowed labels a filtered search scans exactly (0: automatic).
+    exact_limit: int
+
+    def __init__(
+        self,
+        dim: int,
+        metric: str = "l2",
+        M: int = 16,
+        ef_construction: int = 200,
+        capacity: int = 1024,
+        seed: int = 100,
+        ef_search: int = 64,
+    ) -> None: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def M(self) -> int: ...
+    @property
+    def ef_construction(self) -> int: ...
+    @property
+    def ef_search(self) -> int:
+        """Beam width of searches (default 64); at least k is used."""
+    @ef_search.setter
+    def ef_search(self, value: int) -> None: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def element_count(self) -> int:
+        """Node slots in use, live and deleted."""
+    @property
+    def deleted_count(self) -> int: ...
+    @property
+    def max_level(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, label: object) -> bool: ...
+    def __enter__(self) -> HNSWIndex: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def close(self) -> None:
+        """Free the graph (waiting for running searches)."""
+    def resize(self, capacity: int) -> None:
+        """Reserve room for `capacity` nodes (never shrinks)."""
+    def add(self, vectors: npt.ArrayLike, labels: npt.ArrayLike, num_threads: int | None = None) -> None:
+        """Insert vectors under labels; a label already present gets the new vector."""
+    def delete(self, labels: npt.ArrayLike) -> int:
+        """Mark labels deleted; returns how many. Every label must be present."""
+    def search(
+        self,
+        query: npt.ArrayLike,
+        k: int = 10,
+        ef_search: int | None = None,
+        allowed: _Allowed | None = None,
+        allowed_count: int | None = None,
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+        """The k nearest labels to one query: ``(labels, distances)``, ascending."""
+    def search_results(
+        self,
+        query: npt.ArrayLike,
+        k: int,
+        ef_search: int | None,
+        allowed: Bitset | None,
+        names: list[Any],
+        metadata: list[Any] | None,
+        texts: list[Any] | None,
+        similarity: bool,
+    ) -> list[SearchResult]:
+        """search() fused with building SearchResult objects (``names[label]`` is the id)."""
+    def search_batch(
+        self,
+        queries: npt.ArrayLike,
+        k: int = 10,
+        ef_search: int | None = None,
+        allowed: _Allowed | None = None,
+        num_threads: int | None = None,
+        allowed_count: int | None = None,
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+        """k nearest labels per query row, (m, k) each, padded with NO_LABEL and inf."""
+    def get_vectors(self, labels: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Stored vectors for labels, (n, dim) float32 (normalised under cosine)."""
+    def labels(self) -> npt.NDArray[np.uint64]:
+        """Every live label, in node order."""
+    def save(self, path: str | os.PathLike[str], durable: bool = True) -> None:
+        """Write the index to `path` atomically."""
+    @staticmethod
+    def load(path: str | os.PathLike[str], verify: bool = False, ef_search: int = 64) -> HNSWIndex:
+        """Open a saved index; the graph block is memory-mapped, not parsed."""
+    def check(self) -> dict[str, int]:
+        """Walk the whole structure; raises CorruptionError on a broken invariant."""
+
+# ---------------------------------------------------------------- results
+
+class SearchResult:
+    """One hit: ``id``, ``distance`` (None for a text-only hit), higher-is-better
+    ``score``, and ``metadata``/``text``/``vector`` when asked for."""
+
+    id: Any
+    distance: float | None
+    score: float
+    metadata: dict[str, Any] | None
+    text: str | None
+    vector: npt.NDArray[np.float32] | None
+
+    def __init__(
+        self,
+        id: Any,
+        distance: float | None,
+        score: float,
+        metadata: dict[str, Any] | None = None,
+        text: str | None = None,
+        vector: npt.NDArray[np.float32] | None = None,
+    ) -> None: ...
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a dict (hybrid results add their per-side ranks and scores)."""
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+def build_results(
+    names: list[Any],
+    metadata: list[Any] | None,
+    texts: list[Any] | None,
+    labels: npt.NDArray[np.uint64],
+    distances: npt.NDArray[np.float32],
+    similarity: bool,
+) -> list[SearchResult]:
+    """SearchResult per (label, distance) with ``names[label]`` as id."""

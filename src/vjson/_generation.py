@@ -1,0 +1,184 @@
+"""One generation of a database's rows and the indexes over them.
+
+Rows are numbered from 0 within a generation; ``compact()`` renumbers them by
+building the next generation beside this one and swapping a single reference.
+A reader takes the current generation once and uses only it, so a compaction
+can never hand it row numbers from one generation and files from another.
+Within a generation the writer appends rows and swaps in new *views*
+(immutable bitsets of the visible rows): a reader that took a view sees
+every write that published before it and nothing of any later one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+import zlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from vjson import _core
+from vjson.filters import CompiledFilter, compile_filter
+from vjson.metadata_index import MetadataIndex
+from vjson.results import Record
+from vjson.storage import VectorFile
+
+if TYPE_CHECKING:
+    from vjson.text_index import TextIndex
+
+log = logging.getLogger("vjson")
+
+CRC_BLOCK = 4096  # rows per vector checksum kept in the snapshot
+
+
+class View(NamedTuple):
+    """What readers see: the visible rows (a packed bitset with its count) out of `rows`."""
+
+    visible: _core.Bitset
+    rows: int
+
+    @property
+    def count(self) -> int:
+        return self.visible.count
+
+    def mask(self) -> np.ndarray:
+        """Bool mask over rows [0, rows)."""
+        return self.visible.to_mask(self.rows)
+
+
+def _set_bits(bits: np.ndarray, rows: np.ndarray) -> None:
+    np.bitwise_or.at(bits, rows >> 3, np.left_shift(1, rows & 7).astype(np.uint8))
+
+
+def _clear_bits(bits: np.ndarray, rows: np.ndarray) -> None:
+    np.bitwise_and.at(bits, rows >> 3, ~np.left_shift(1, rows & 7).astype(np.uint8))
+
+
+class Generation:
+    """Rows [0, n) of one generation: vectors, graph, per-row fields, id map, filter and text indexes.
+
+    The writer (holding the database's write lock) appends and publishes;
+    readers only read. ``row_ids[row]`` keeps the id of retired rows too, so a
+    reader holding an older view can still name them.
+    """
+
+    def __init__(self, number: int, vectors: VectorFile, graph: _core.HNSWIndex, metric: str,
+                 row_ids: list[str | None], row_meta: list[dict | None], row_text: list[str | None],
+                 ids: dict[str, int], metadata: MetadataIndex, text: TextIndex | None,
+                 vector_crcs: list[int]) -> None:
+        self.number = number
+        self.vectors = vectors
+        self.graph = graph
+        self.similarity = metric != "l2"
+        self.row_ids = row_ids
+        self.row_meta = row_meta
+        self.row_text = row_text
+        self.ids = ids
+        self.metadata = metadata
+        self.text = text
+        self.vector_crcs = vector_crcs
+        self.filter_lock = threading.Lock()  # the filter index is not thread-safe
+        self.view = self._full_view()
+        # Closed when the last reader lets go of a retired generation.
+        self._finalizer = weakref.finalize(self, _close_quietly, vectors, graph, text)
+
+    # ------------------------------------------------------------------ views
+
+    def _full_view(self) -> View:
+        n = len(self.row_ids)
+        bits = np.zeros((n + 7) // 8 + 1, dtype=np.uint8)
+        rows = np.fromiter(self.ids.values(), dtype=np.int64, count=len(self.ids))
+        if len(rows):
+            _set_bits(bits, rows)
+        return View(_core.Bitset(bits, len(rows)), n)
+
+    def publish(self, born: np.ndarray, dead: Sequence[int]) -> None:
+        """Make `born` rows visible and `dead` rows invisible, in one step for readers."""
+        old = self.view
+        n = len(self.row_ids)
+        bits = np.zeros(max((n + 7) // 8 + 1, len(old.visible.array)), dtype=np.uint8)
+        bits[:len(old.visible.array)] = old.visible.array
+        if len(born):
+            _set_bits(bits, born)
+        if len(dead):
+            _clear_bits(bits, np.asarray(dead, dtype=np.int64))
+        self.view = View(_core.Bitset(bits, len(self.ids)), n)
+
+    # ------------------------------------------------------------------ writer side
+
+    def append_rows(self, ids: list[str], metas: list | None, texts: list | None) -> tuple[np.ndarray, list[int]]:
+        """Give ids new rows; returns the rows and the rows they retire."""
+        row0, n = len(self.row_ids), len(ids)
+        self.row_ids.extend(ids)
+        self.row_meta.extend(metas if metas is not None else [None] * n)
+        self.row_text.extend(texts if texts is not None else [None] * n)
+        dead = []
+        for i, rid in enumerate(ids):
+            old = self.ids.get(rid)
+            if old is not None:
+                dead.append(old)
+            self.ids[rid] = row0 + i
+        return np.arange(row0, row0 + n, dtype=np.int64), dead
+
+    def live_rows(self) -> np.ndarray:
+        rows = np.fromiter(self.ids.values(), dtype=np.int64, count=len(self.ids))
+        rows.sort()
+        return rows
+
+    def block_crcs(self, rows: int) -> list[int]:
+        """crc32 per CRC_BLOCK rows of vectors (the last block partial), reusing full blocks."""
+        keep = min(len(self.vector_crcs), rows // CRC_BLOCK)
+        crcs = list(self.vector_crcs[:keep])
+        view = self.vectors.view(rows)
+        for start in range(keep * CRC_BLOCK, rows, CRC_BLOCK):
+            crcs.append(zlib.crc32(view[start:start + CRC_BLOCK]))
+        return crcs
+
+    # ------------------------------------------------------------------ reader side
+
+    def filter_mask(self, flt: dict | CompiledFilter, view: View) -> np.ndarray:
+        """Bool mask over rows [0, view.rows) of records visible in `view` matching `flt`."""
+        compiled = flt if isinstance(flt, CompiledFilter) else compile_filter(flt)
+        with self.filter_lock:
+            mask = self.metadata.evaluate(compiled, view.rows)
+        return mask[:view.rows] & view.mask()
+
+    def allowed(self, flt: dict | None, view: View) -> _core.Bitset:
+        """The rows a search may return: the view's, narrowed by the filter."""
+        if flt is None:
+            return view.visible
+        return _core.Bitset(self.filter_mask(flt, view))
+
+    def records(self, rows: list[int], include: tuple[str, ...]) -> list[Record]:
+        vectors = self.vectors.read(rows) if "vector" in include and rows else None
+        return [Record(self.row_ids[r], vectors[i] if vectors is not None else None,  # type: ignore[arg-type]
+                       self.row_meta[r] if "metadata" in include else None,
+                       self.row_text[r] if "text" in include else None) for i, r in enumerate(rows)]
+
+    def fill(self, results: list, rows: list[int], include: tuple[str, ...]) -> None:
+        """Attach the included fields to results for rows."""
+        if "metadata" in include:
+            for res, r in zip(results, rows):
+                res.metadata = self.row_meta[r]
+        if "text" in include:
+            for res, r in zip(results, rows):
+                res.text = self.row_text[r]
+        if "vector" in include and rows:
+            for res, vec in zip(results, self.vectors.read(rows)):
+                res.vector = vec
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _close_quietly(*resources: Any) -> None:
+    for resource in resources:
+        if resource is None:
+            continue
+        try:
+            resource.close()
+        except Exception:  # noqa: BLE001 - closing must release the rest
+            log.debug("closing %r failed", resource, exc_info=True)

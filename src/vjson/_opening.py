@@ -1,0 +1,199 @@
+"""Opening a database: the checkpoint, then the log written after it.
+
+The manifest names the checkpoint's files: a snapshot of every row's id,
+metadata and text, the HNSW graph (memory-mapped, not rebuilt) and the filter
+index. Only the log frames after the checkpoint are replayed: their rows are
+added to the graph and the indexes, their deletes and updates applied. The
+text index records the last log sequence number it holds and is brought up
+to date from the rows; a missing or damaged one is rebuilt with a warning.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from vjson import _core
+from vjson._generation import Generation
+from vjson.errors import CorruptionError
+from vjson.metadata_index import MetadataIndex
+from vjson.storage import RecordLog, VectorFile, read_blob
+
+log = logging.getLogger("vjson")
+
+
+class Opened:
+    """What opening yields: the generation, the open log, the last sequence number, frames replayed."""
+
+    def __init__(self, generation: Generation, record_log: RecordLog, seq: int, replayed: int) -> None:
+        self.generation = generation
+        self.log = record_log
+        self.seq = seq
+        self.replayed = replayed
+
+
+def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_search: int,
+                    max_elements: int | None) -> Opened:
+    dim, metric = m["dimension"], m["metric"]
+    vectors = VectorFile(path / m["vectors"], dim, durable, read_only)
+    record_log = None
+    try:
+        record_log = RecordLog(path / m["log"], durable, read_only)
+        row_ids: list[Any] = []
+        row_meta: list[Any] = []
+        row_text: list[Any] = []
+        vector_crcs: list[int] = []
+        if m["snapshot"] is not None:
+            snap = orjson.loads(read_blob(path / m["snapshot"]))
+            row_ids, row_meta, row_text = snap["ids"], snap["meta"], snap["text"]
+            vector_crcs = snap.get("vector_crcs", [])
+            if not len(row_ids) == len(row_meta) == len(row_text) == m["rows"]:
+                raise CorruptionError(f"{path / m['snapshot']}: row counts disagree with the manifest")
+        ids = {rid: row for row, rid in enumerate(row_ids) if rid is not None}
+        graph = _open_graph(path, m, ef_search, max_elements)
+        seq, replayed, touched, added = _replay(record_log, vectors, row_ids, row_meta, row_text, ids, m["seq"])
+        if added:
+            rows = np.concatenate(added)
+            graph.add(vectors.view(int(rows[-1]) + 1)[rows], rows)
+        metadata = _open_metadata(path, m, row_ids, row_meta, ids, touched)
+        text = _open_text(path, m, row_text, ids, seq, read_only)
+        generation = Generation(m.get("generation", 0), vectors, graph, metric, row_ids, row_meta, row_text,
+                                ids, metadata, text, vector_crcs)
+        return Opened(generation, record_log, seq, replayed)
+    except BaseException:
+        vectors.close()
+        if record_log is not None:
+            record_log.close()
+        raise
+
+
+def _open_graph(path: Path, m: dict, ef_search: int, max_elements: int | None) -> _core.HNSWIndex:
+    if m["graph"] is None:
+        return _core.HNSWIndex(m["dimension"], m["metric"], m["M"], m["ef_construction"],
+                               capacity=max_elements or 1024, ef_search=ef_search)
+    graph = _core.HNSWIndex.load(path / m["graph"], ef_search=ef_search)
+    if len(graph) != m["rows"] or graph.dim != m["dimension"]:
+        raise CorruptionError(f"{path / m['graph']}: holds {len(graph)} vectors of dimension {graph.dim}, "
+                              f"the manifest says {m['rows']} of {m['dimension']}")
+    if max_elements:
+        graph.resize(max_elements)
+    return graph
+
+
+def _replay(record_log: RecordLog, vectors: VectorFile, row_ids: list, row_meta: list, row_text: list,
+            ids: dict[str, int], seq: int) -> tuple[int, int, set[int], list[np.ndarray]]:
+    """Apply the frames after the checkpoint to the row lists and id map.
+
+    Returns the last sequence number, the frame count, the rows whose record
+    changed (for the filter index) and the new rows (for the graph).
+    """
+    added: list[np.ndarray] = []
+    touched: set[int] = set()
+    frames = 0
+    for _, payload in record_log.frames():
+        try:
+            rec = orjson.loads(payload)
+            op, seq = rec["op"], rec["seq"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise CorruptionError(f"{record_log.path}: unreadable record") from None
+        frames += 1
+        if op == "put":
+            row0, n = rec["row"], len(rec["ids"])
+            if row0 != len(row_ids):
+                raise CorruptionError(f"{record_log.path}: rows out of order (expected {len(row_ids)}, got {row0})")
+            block = vectors.view(row0 + n)[row0:row0 + n]
+            if zlib.crc32(block) != rec["crc"]:
+                raise CorruptionError(f"{vectors.path}: rows {row0}..{row0 + n - 1} fail their checksum")
+            row_ids.extend(rec["ids"])
+            row_meta.extend(rec["meta"] if rec["meta"] is not None else [None] * n)
+            row_text.extend(rec["text"] if rec["text"] is not None else [None] * n)
+            for i, rid in enumerate(rec["ids"]):
+                old = ids.get(rid)
+                if old is not None:
+                    touched.add(old)
+                ids[rid] = row0 + i
+            rows = np.arange(row0, row0 + n, dtype=np.int64)
+            touched.update(rows.tolist())
+            added.append(rows)
+        elif op in ("del", "meta"):
+            for i, rid in enumerate(rec["ids"]):
+                if rid not in ids:
+                    raise CorruptionError(f"{record_log.path}: record {seq} names unknown id {rid!r}")
+                row = ids.pop(rid) if op == "del" else ids[rid]
+                if op == "meta":
+                    row_meta[row] = rec["meta"][i]
+                touched.add(row)
+        else:
+            raise CorruptionError(f"{record_log.path}: unknown record type {op!r}")
+    return seq, frames, touched, added
+
+
+def _open_metadata(path: Path, m: dict, row_ids: list, row_meta: list, ids: dict[str, int],
+                   touched: set[int]) -> MetadataIndex:
+    """The checkpoint's filter index plus the rows the log changed, or a full rebuild."""
+    if m.get("filters") is None:
+        index = MetadataIndex()
+        live = sorted(ids.values())
+        index.set_many(live, [row_meta[r] for r in live])
+        return index
+    with builtins.open(path / m["filters"], "rb") as f:
+        index = MetadataIndex.load(f)
+    rows = sorted(touched)
+    gone = [r for r in rows if ids.get(row_ids[r]) != r and r < index.n_rows]
+    live = [r for r in rows if ids.get(row_ids[r]) == r]
+    if gone:
+        index.remove_many(gone)
+    if live:
+        index.set_many(live, [row_meta[r] for r in live])
+    return index
+
+
+def _open_text(path: Path, m: dict, row_text: list, ids: dict[str, int], seq: int, read_only: bool) -> Any:
+    from vjson.text_index import TextIndex
+
+    folder = path / m.get("text", "text")
+    tokenizer = m["tokenizer"]
+    if read_only:
+        try:
+            return TextIndex(folder, tokenizer, read_only=True)
+        except CorruptionError as exc:
+            log.warning("%s: text index unreadable (%s); text search is off for this reader", folder, exc)
+            return None
+    if not (folder / "meta.json").exists() and any(row_text[r] is not None for r in ids.values()):
+        log.warning("%s: text index missing; rebuilding it from the stored texts", folder)
+        return rebuild_text(folder, tokenizer, row_text, ids, seq)
+    try:
+        text = TextIndex(folder, tokenizer)
+        marker = text.marker
+    except CorruptionError as exc:  # a second writer (DatabaseLockedError) propagates
+        log.warning("%s: text index unusable (%s); rebuilding it from the stored texts", folder, exc)
+        return rebuild_text(folder, tokenizer, row_text, ids, seq)
+    if marker != seq:
+        resync_text(text, row_text, ids, seq)
+    return text
+
+
+def rebuild_text(folder: Path, tokenizer: str, row_text: list, ids: dict[str, int], seq: int) -> Any:
+    from vjson.text_index import TextIndex
+
+    rows = [row for row in sorted(ids.values()) if row_text[row] is not None]
+    return TextIndex.recreate(folder, tokenizer, rows, [row_text[r] for r in rows], marker=seq)
+
+
+def resync_text(text: Any, row_text: list, ids: dict[str, int], seq: int) -> None:
+    """Make the text index hold exactly the live texts (idempotent; after a crash)."""
+    have = set(text.rows().tolist())
+    live = [(row, row_text[row]) for row in ids.values() if row_text[row] is not None]
+    stale = sorted(have - {row for row, _ in live})
+    missing = [(row, t) for row, t in live if row not in have]
+    if stale:
+        text.delete(stale)
+    if missing:
+        text.add([r for r, _ in missing], [t for _, t in missing])
+    text.commit(seq)
