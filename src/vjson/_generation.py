@@ -16,7 +16,7 @@ import threading
 import weakref
 import zlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,11 +34,14 @@ log = logging.getLogger("vjson")
 CRC_BLOCK = 4096  # rows per vector checksum kept in the snapshot
 
 
-class View(NamedTuple):
-    """What readers see: the visible rows (a packed bitset with its count) out of `rows`."""
+class View:
+    """What readers see: the visible rows (a packed bitset with its count) out of `rows`. Immutable."""
 
-    visible: _core.Bitset
-    rows: int
+    __slots__ = ("visible", "rows")
+
+    def __init__(self, visible: _core.Bitset, rows: int) -> None:
+        self.visible = visible
+        self.rows = rows
 
     @property
     def count(self) -> int:
@@ -134,7 +137,7 @@ class Generation:
         crcs = list(self.vector_crcs[:keep])
         view = self.vectors.view(rows)
         for start in range(keep * CRC_BLOCK, rows, CRC_BLOCK):
-            crcs.append(zlib.crc32(view[start:start + CRC_BLOCK]))
+            crcs.append(zlib.crc32(view[start:start + CRC_BLOCK].data))
         return crcs
 
     # ------------------------------------------------------------------ reader side

@@ -108,7 +108,7 @@ def _replay(record_log: RecordLog, vectors: VectorFile, row_ids: list, row_meta:
             if row0 != len(row_ids):
                 raise CorruptionError(f"{record_log.path}: rows out of order (expected {len(row_ids)}, got {row0})")
             block = vectors.view(row0 + n)[row0:row0 + n]
-            if zlib.crc32(block) != rec["crc"]:
+            if zlib.crc32(block.data) != rec["crc"]:
                 raise CorruptionError(f"{vectors.path}: rows {row0}..{row0 + n - 1} fail their checksum")
             row_ids.extend(rec["ids"])
             row_meta.extend(rec["meta"] if rec["meta"] is not None else [None] * n)

@@ -61,7 +61,7 @@ def _check_log(log_path: Path, log_size: int, gen: Generation) -> None:
             rec = orjson.loads(payload)
             if rec["op"] == "put":
                 row, n = rec["row"], len(rec["ids"])
-                if zlib.crc32(gen.vectors.view(row + n)[row:row + n]) != rec["crc"]:
+                if zlib.crc32(gen.vectors.view(row + n)[row:row + n].data) != rec["crc"]:
                     raise CorruptionError(f"{gen.vectors.path}: rows {row}..{row + n - 1} fail their checksum")
     finally:
         reader.close()
@@ -70,7 +70,7 @@ def _check_log(log_path: Path, log_size: int, gen: Generation) -> None:
 def _check_vector_blocks(gen: Generation, covered: int) -> None:
     rows = gen.vectors.view(covered)
     for i, crc in enumerate(gen.vector_crcs):
-        if zlib.crc32(rows[i * CRC_BLOCK:min((i + 1) * CRC_BLOCK, covered)]) != crc:
+        if zlib.crc32(rows[i * CRC_BLOCK:min((i + 1) * CRC_BLOCK, covered)].data) != crc:
             raise CorruptionError(f"{gen.vectors.path}: rows {i * CRC_BLOCK}..{(i + 1) * CRC_BLOCK - 1} "
                                   "fail their checksum")
 

@@ -322,7 +322,7 @@ class VectorDB:
             row0 = len(gen.row_ids)
             gen.vectors.write(row0, matrix)
             self._commit({"op": "put", "row": row0, "ids": ids, "meta": metas, "text": txts,
-                          "crc": zlib.crc32(matrix)})
+                          "crc": zlib.crc32(matrix.data)})
             rows, dead = gen.append_rows(ids, metas, txts)
             # Build the new rows beside the visible ones, publish, then retire.
             gen.graph.add(matrix, rows)
@@ -559,7 +559,7 @@ class VectorDB:
         else:
             hits = fuse.weighted([(vrows.tolist(), vdists.tolist(), False), (trows.tolist(), tscores.tolist(), True)],
                                  alpha, limit=k)
-        out = [HybridResult(gen.row_ids[h.row], h.score, h.ranks[0], h.scores[0], h.ranks[1], h.scores[1])
+        out = [HybridResult(str(gen.row_ids[h.row]), h.score, h.ranks[0], h.scores[0], h.ranks[1], h.scores[1])
                for h in hits]
         gen.fill(out, [h.row for h in hits], include)
         return out

@@ -30,19 +30,28 @@ class HybridResult(SearchResult):
 
 
 class Record:
-    """A stored record: id, vector (float32, as inserted), metadata and text."""
+    """A stored record: id, vector (float32, as inserted), metadata and text.
+
+    A field left out of a read's ``include`` is None.
+    """
 
     __slots__ = ("id", "vector", "metadata", "text")
 
-    def __init__(self, id: str, vector: np.ndarray, metadata: dict | None, text: str | None) -> None:
+    def __init__(self, id: str, vector: np.ndarray | None, metadata: dict | None, text: str | None) -> None:
         self.id = id
         self.vector = vector
         self.metadata = metadata
         self.text = text
 
     def __repr__(self) -> str:
-        return f"Record(id={self.id!r}, dim={len(self.vector)}, metadata={self.metadata!r:.60})"
+        dim = "dim=-" if self.vector is None else f"dim={len(self.vector)}"
+        return f"Record(id={self.id!r}, {dim}, metadata={self.metadata!r:.60})"
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Record) and self.id == other.id and self.metadata == other.metadata
-                and self.text == other.text and np.array_equal(self.vector, other.vector))
+        if not isinstance(other, Record) or (self.vector is None) != (other.vector is None):
+            return False
+        same_vector = self.vector is None or np.array_equal(self.vector, other.vector)  # type: ignore[arg-type]
+        return (self.id == other.id and self.metadata == other.metadata and self.text == other.text
+                and same_vector)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
