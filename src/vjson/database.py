@@ -685,8 +685,10 @@ class VectorDB:
             if self._closed:
                 return
             try:
-                if not self.read_only and self._dirty and self._gen is not None:
-                    self._checkpoint(self._gen)
+                if not self.read_only and self._gen is not None:
+                    if self._dirty:
+                        self._checkpoint(self._gen)
+                    self._gen.vectors.trim(len(self._gen.row_ids))
             finally:
                 self._closed = True
                 self._release_files()

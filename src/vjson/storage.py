@@ -203,7 +203,10 @@ class VectorFile:
 
     def _remap(self) -> None:
         if self._map is not None:
-            self._map.close()
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # a reader still holds a view of it: it unmaps when that view is freed
             self._map = None
         if self.file_size > 0:
             self._map = mmap.mmap(self._fd, self.file_size, prot=mmap.PROT_READ)
@@ -246,6 +249,17 @@ class VectorFile:
         if n_rows == 0 or self._map is None:
             return np.empty((0, self.dim), dtype=np.float32)
         return np.frombuffer(self._map, dtype=np.float32, count=n_rows * self.dim).reshape(n_rows, self.dim)
+
+    def trim(self, rows: int) -> None:
+        """Give back the growth slack past `rows` (on close: the file is final until reopened)."""
+        size = rows * self.row_bytes
+        if size < self.file_size:
+            try:
+                fs.truncate(self._fd, size)
+            except OSError as exc:
+                raise storage_error(exc, f"trimming {self.path}") from exc
+            self.file_size = size
+            self._remap()
 
     def sync(self) -> None:
         try:
