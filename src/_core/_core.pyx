@@ -102,7 +102,8 @@ cdef object as_matrix(object data, size_t dim, str what="vectors"):
         raise InvalidVectorError(f"{what} must be 1-D or 2-D, got {array.ndim}-D")
     if <size_t> array.shape[1] != dim:
         raise DimensionMismatchError(f"{what} have dimension {array.shape[1]}, the index has {dim}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused right after
+        return np.ascontiguousarray(array, dtype=np.float32)
 
 
 cdef Py_ssize_t first_bad_row(const float[:, ::1] rows, bint need_norm) noexcept nogil:
@@ -586,7 +587,7 @@ cdef class HNSWIndex:
         return keys.shape[0]
 
     # ---- reads
-    def search(self, query, int k=10, ef_search=None, allowed=None, allowed_count=None):
+    def search(self, query, k=10, ef_search=None, allowed=None, allowed_count=None):
         """The k nearest labels to one query: ``(labels uint64, distances float32)``, ascending.
 
         `allowed` restricts results to labels set in a bool mask over labels,
@@ -595,18 +596,19 @@ cdef class HNSWIndex:
         fewer than k live (allowed) labels exist. With a packed bitset, its
         population count may be passed as `allowed_count` to save a pass over it.
         """
-        if k <= 0:
-            raise InvalidInputError(f"k must be positive, got {k}")
-        out_labels = np.empty(k, dtype=np.uint64)
-        out_dists = np.empty(k, dtype=np.float32)
+        cdef size_t n = _positive(k, "k")
+        # no more results than labels: a huge k must not allocate a huge array
+        n = max(<size_t> 1, min(n, self.open_graph().label_count))
+        out_labels = np.empty(n, dtype=np.uint64)
+        out_dists = np.empty(n, dtype=np.float32)
         cdef uint64_t[::1] lv = out_labels
         cdef float[::1] dv = out_dists
-        cdef Py_ssize_t found = self.knn_one(query, k, ef_search, allowed, allowed_count, &lv[0], &dv[0])
-        if found == k:
+        cdef Py_ssize_t found = self.knn_one(query, n, ef_search, allowed, allowed_count, &lv[0], &dv[0])
+        if found == <Py_ssize_t> n:
             return out_labels, out_dists
         return out_labels[:found], out_dists[:found]
 
-    def search_results(self, query, int k, ef_search, Bitset allowed, list names, list metadata,
+    def search_results(self, query, k, ef_search, Bitset allowed, list names, list metadata,
                        list texts, bint similarity):
         """search() fused with building SearchResult objects for row labels:
         the database's hot path, with no intermediate arrays.
@@ -618,24 +620,24 @@ cdef class HNSWIndex:
         cdef uint64_t *labels = labels_buf
         cdef float *dists = dists_buf
         cdef Py_ssize_t found
-        if k <= 0:
-            raise InvalidInputError(f"k must be positive, got {k}")
-        if k > 64:
-            labels = <uint64_t *> malloc(k * sizeof(uint64_t))
-            dists = <float *> malloc(k * sizeof(float))
+        cdef size_t n = _positive(k, "k")
+        n = max(<size_t> 1, min(n, self.open_graph().label_count))
+        if n > 64:
+            labels = <uint64_t *> malloc(n * sizeof(uint64_t))
+            dists = <float *> malloc(n * sizeof(float))
             if labels == NULL or dists == NULL:
                 free(labels)
                 free(dists)
                 raise MemoryError()
         try:
-            found = self.knn_one(query, k, ef_search, allowed, None, labels, dists)
+            found = self.knn_one(query, n, ef_search, allowed, None, labels, dists)
             return make_results(names, metadata, texts, labels, dists, found, similarity)
         finally:
-            if k > 64:
+            if n > 64:
                 free(labels)
                 free(dists)
 
-    cdef Py_ssize_t knn_one(self, object query, int k, object ef_search, object allowed,
+    cdef Py_ssize_t knn_one(self, object query, size_t k, object ef_search, object allowed,
                             object allowed_count, uint64_t *labels, float *dists) except -1:
         """Validate one query and search it; returns how many results were written."""
         cdef Graph *g = self.open_graph()
@@ -683,7 +685,7 @@ cdef class HNSWIndex:
             raise MemoryError()
         return found
 
-    def search_batch(self, queries, int k=10, ef_search=None, allowed=None, num_threads=None,
+    def search_batch(self, queries, k=10, ef_search=None, allowed=None, num_threads=None,
                      allowed_count=None):
         """k nearest labels for each query row: ``(labels (m, k) uint64, distances (m, k) float32)``.
 
@@ -692,8 +694,7 @@ cdef class HNSWIndex:
         """
         cdef Graph *g = self.open_graph()
         cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
-        if k <= 0:
-            raise InvalidInputError(f"k must be positive, got {k}")
+        k = _positive(k, "k")
         q = as_matrix(queries, g.dim, "queries")
         check_rows(q, g.metric, "queries")
         cdef Bitset bits = None
@@ -827,8 +828,8 @@ cdef class HNSWIndex:
 
 
 cdef size_t _positive(object value, str name) except 0:
-    if not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidInputError(f"{name} must be a positive int, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 0x7FFFFFFF:
+        raise InvalidInputError(f"{name} must be an int in [1, 2**31 - 1], got {value!r}")
     return value
 
 

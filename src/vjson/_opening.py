@@ -66,6 +66,11 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
         generation = Generation(m.get("generation", 0), vectors, graph, metric, row_ids, row_meta, row_text,
                                 ids, metadata, text, vector_crcs)
         return Opened(generation, record_log, seq, replayed)
+    except FileNotFoundError as exc:
+        vectors.close()
+        if record_log is not None:
+            record_log.close()
+        raise CorruptionError(f"{exc.filename}: missing (the manifest names it)") from None
     except BaseException:
         vectors.close()
         if record_log is not None:

@@ -94,4 +94,6 @@ def _check_cross(gen: Generation) -> None:
         want = sorted(int(r) for r in live if gen.row_text[r] is not None)
         have = np.asarray(gen.text.rows()).tolist()
         if have != want:
-            raise CorruptionError(f"the text index holds {len(have)} texts, the records {len(want)}")
+            extra, missing = sorted(set(have) - set(want)), sorted(set(want) - set(have))
+            raise CorruptionError(f"the text index disagrees with the records: {len(extra)} texts of retired or "
+                                  f"unknown rows (e.g. {extra[:3]}), {len(missing)} missing (e.g. {missing[:3]})")

@@ -50,6 +50,7 @@ from vjson.errors import (
     NotADatabaseError,
     ReadOnlyError,
     RecordNotFoundError,
+    StorageError,
     VJsonError,
 )
 from vjson.metadata_index import MetadataIndex
@@ -58,6 +59,7 @@ from vjson.storage import FileLock, RecordLog, VectorFile, atomic_write, write_b
 from vjson.validation import (
     check_id,
     check_ids,
+    MAX_K,
     check_ids_for_lookup,
     check_k,
     check_metadata,
@@ -329,7 +331,11 @@ class VectorDB:
             with gen.filter_lock:
                 gen.metadata.set_many(rows, metas if metas is not None else [None] * len(ids))
             fresh = [(int(r), t) for r, t in zip(rows, txts)] if txts is not None else []
-            self._text_apply(gen, [(r, t) for r, t in fresh if t is not None], [])
+            retiring_text = any(gen.row_text[r] is not None for r in dead)
+            # If retired texts follow in a second commit, this one must not claim
+            # the whole write: a crash between the two would leave them behind.
+            self._text_apply(gen, [(r, t) for r, t in fresh if t is not None], [],
+                             marker=self._seq - 1 if retiring_text else self._seq)
             gen.publish(rows, dead)
             self._retire(gen, dead)
             self._maybe_checkpoint()
@@ -350,14 +356,16 @@ class VectorDB:
             gen.metadata.remove_many(dead)
         self._text_apply(gen, [], [r for r in dead if gen.row_text[r] is not None])
 
-    def _text_apply(self, gen: Generation, add: list[tuple[int, str]], delete: list[int]) -> None:
+    def _text_apply(self, gen: Generation, add: list[tuple[int, str]], delete: list[int],
+                    marker: int | None = None) -> None:
+        """Apply to the text index and commit, recording how far in the log it now is."""
         if gen.text is None or (not add and not delete):
             return
         if delete:
             gen.text.delete(delete)
         if add:
             gen.text.add([r for r, _ in add], [t for _, t in add])
-        gen.text.commit(self._seq)
+        gen.text.commit(self._seq if marker is None else marker)
 
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
         """Delete records by id (every id must exist, else nothing is deleted) or by filter.
@@ -450,7 +458,7 @@ class VectorDB:
         gen = self._gen
         if self._closed or gen is None:
             raise DatabaseClosedError(f"the database at {self.path} is closed")
-        if type(k) is not int or k < 1:
+        if type(k) is not int or not 0 < k <= MAX_K:
             check_k(k)
         if include is not _DEFAULT_INCLUDE:
             include = _check_include(include)
@@ -476,6 +484,7 @@ class VectorDB:
         queries = check_vectors(vectors, self.dimension, "queries")
         include = _check_include(include)
         view = gen.view
+        k = max(1, min(k, view.count))  # lists are not padded: a huge k must not allocate (m, k)
         rows, dists = gen.graph.search_batch(queries, k, ef_search or self._ef_search,
                                              gen.allowed(filter, view), num_threads)
         out = []
@@ -591,7 +600,7 @@ class VectorDB:
                  "filters": f"filters-{c}.vjm", "vectors": gen.vectors.path.name,
                  "text": gen.text.path.name if gen.text is not None else m.get("text", "text")}
         gen.vectors.sync()
-        gen.graph.save(self.path / names["graph"], durable=True)
+        _save_graph(gen.graph, self.path / names["graph"])
         gen.vector_crcs = gen.block_crcs(rows)
         live = [rid if gen.ids.get(rid) == row else None for row, rid in enumerate(gen.row_ids)]  # type: ignore[arg-type]
         snapshot = orjson.dumps({
@@ -608,15 +617,23 @@ class VectorDB:
         (self.path / names["log"]).touch()
         m.update(names, checkpoint=c, generation=gen.number, rows=rows, seq=self._seq,
                  snapshot_bytes=len(snapshot))
-        atomic_write(self.path / MANIFEST, orjson.dumps(m, option=orjson.OPT_INDENT_2))
-        old = self._manifest
-        self._manifest = m
-        assert self._log is not None
-        self._log.close()
-        self._log = RecordLog(self.path / names["log"], self._durable)
-        self._dirty = False
+        try:
+            atomic_write(self.path / MANIFEST, orjson.dumps(m, option=orjson.OPT_INDENT_2))
+        except StorageError as exc:
+            if getattr(exc, "replaced", False):  # the new manifest is in place: so must we be
+                self._switch_to(m, gen)
+            raise
+        self._switch_to(m, gen)
         self._remove_stray_files(m)
-        del old
+
+    def _switch_to(self, m: dict, gen: Generation) -> None:
+        """Follow a manifest that now names gen and a fresh log: later writes go there."""
+        assert self._log is not None
+        self._manifest = m
+        self._gen = gen
+        self._log.close()
+        self._log = RecordLog(self.path / m["log"], self._durable)
+        self._dirty = False
 
     def verify(self) -> dict[str, Any]:
         """Check every checksum on disk and the invariants between the indexes.
@@ -644,8 +661,9 @@ class VectorDB:
             old = self._check_writable()
             number = old.number + 1
             live = old.live_rows()
-            vectors = VectorFile(self.path / f"vectors-{number}.f32", self.dimension, durable=False)
+            vectors = VectorFile(self.path / f"vectors-{number}.f32", self.dimension, durable=False, create=True)
             text = None
+            gen: Generation | None = None
             try:
                 for start in range(0, len(live), 65536):
                     vectors.write(start, old.vectors.read(live[start:start + 65536]))
@@ -669,11 +687,11 @@ class VectorDB:
                                  {rid: i for i, rid in enumerate(row_ids)}, metadata, text, [])  # type: ignore[misc]
                 self._checkpoint(gen)  # the manifest switch: from here the new generation is the database
             except BaseException:
-                vectors.close()
-                if text is not None:
-                    text.close()
+                if gen is None or self._gen is not gen:  # no switch happened: drop the half-built generation
+                    vectors.close()
+                    if text is not None:
+                        text.close()
                 raise
-            self._gen = gen
             # Readers still holding `old` finish on it; its files close when they let go.
             del old
 
@@ -708,6 +726,21 @@ class VectorDB:
                 self.close()
             except Exception:  # noqa: BLE001 - never raise from a finaliser
                 pass
+
+
+def _save_graph(graph: _core.HNSWIndex, path: Path) -> None:
+    """Save the graph file and sync it through vjson.storage.fs (so faults can be injected)."""
+    from vjson.storage import fs, storage_error
+
+    try:
+        graph.save(path, durable=False)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fs.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise storage_error(exc, f"writing {path}") from exc
 
 
 def _row_of(gen: Generation, id: str) -> int:

@@ -54,10 +54,19 @@ class _FileSystem:
 fs = _FileSystem()
 
 
-def storage_error(exc: OSError, what: str) -> StorageError:
+def storage_error(exc: OSError, what: str, replaced: bool = False) -> StorageError:
     err = StorageError(exc.errno, f"{what}: {exc.strerror or exc}")
     err.__cause__ = exc
+    err.replaced = replaced  # type: ignore[attr-defined]
     return err
+
+
+def open_existing(path: Path, flags: int) -> int:
+    """Open a file the manifest names; its absence is damage, not a fresh start."""
+    try:
+        return os.open(path, flags)
+    except FileNotFoundError:
+        raise CorruptionError(f"{path}: missing (the manifest names it)") from None
 
 
 def fsync_dir(folder: str | Path) -> None:
@@ -69,8 +78,14 @@ def fsync_dir(folder: str | Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new file."""
+    """Replace `path` with `data` so that a crash leaves either the old or the new file.
+
+    A failure after the rename (syncing the folder) raises StorageError with
+    ``replaced=True``: the new file is in place, only its durability is unsure,
+    and the caller must treat the switch as made.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    replaced = False
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -80,14 +95,16 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
         finally:
             os.close(fd)
         fs.replace(tmp, path)
+        replaced = True
         if durable:
             fsync_dir(path.parent)
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise storage_error(exc, f"writing {path}") from exc
+        if not replaced:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+        raise storage_error(exc, f"writing {path}", replaced) from exc
 
 
 # ---------------------------------------------------------------- the log
@@ -105,11 +122,14 @@ class RecordLog:
     file name, never skipped.
     """
 
-    def __init__(self, path: Path, durable: bool, read_only: bool = False) -> None:
+    def __init__(self, path: Path, durable: bool, read_only: bool = False, create: bool = False) -> None:
         self.path = path
         self.durable = durable
         self.read_only = read_only
-        self._fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT, 0o644)
+        if create:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        else:
+            self._fd = open_existing(path, os.O_RDONLY if read_only else os.O_RDWR)
         self.size = os.fstat(self._fd).st_size
 
     def frames(self, committed: int = 0) -> Iterator[tuple[int, bytes]]:
@@ -191,12 +211,15 @@ class VectorFile:
 
     GROW_MIN = 1 << 20
 
-    def __init__(self, path: Path, dim: int, durable: bool, read_only: bool = False) -> None:
+    def __init__(self, path: Path, dim: int, durable: bool, read_only: bool = False, create: bool = False) -> None:
         self.path = path
         self.dim = dim
         self.row_bytes = 4 * dim
         self.durable = durable
-        self._fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT, 0o644)
+        if create:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        else:
+            self._fd = open_existing(path, os.O_RDONLY if read_only else os.O_RDWR)
         self.file_size = os.fstat(self._fd).st_size
         self._map: mmap.mmap | None = None
         self._remap()

@@ -54,7 +54,8 @@ def check_vectors(data: Any, dim: int, what: str = "vectors") -> np.ndarray:
         raise InvalidVectorError(f"{what} must be 2-D (n, {dim}), got shape {array.shape}")
     if array.shape[1] != dim:
         raise DimensionMismatchError(f"{what} have dimension {array.shape[1]}, the database has {dim}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
+        array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
         bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
         raise InvalidVectorError(f"{what}[{bad}] holds NaN or infinite values")
@@ -122,9 +123,12 @@ def check_optional_list(values: Any, n: int, name: str) -> list | None:
     return items
 
 
-def check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidInputError(f"k must be a positive int, got {k!r}")
+MAX_K = 2**31 - 1
+
+
+def check_k(k: Any, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise InvalidInputError(f"{name} must be an int in [1, {MAX_K}], got {k!r}")
     return int(k)
 
 
