@@ -110,6 +110,19 @@ class TestCrud:
         for q, hits in zip(queries, batch):
             assert [h.id for h in hits] == [h.id for h in db.search(q, k=5)]
 
+    def test_repeated_filter_sees_every_write(self, db):
+        """Filtered searches are cached per view: any write must show in the next one."""
+        db.insert_batch(ids(50), clustered(50, DIM, 30), [{"g": i % 2} for i in range(50)])
+        q = np.zeros(DIM, np.float32)
+        first = {h.id for h in db.search(q, k=50, filter={"g": 1})}
+        assert len(first) == 25 and db.count({"g": 1}) == 25
+        db.update_metadata("r0", {"g": 1})  # no new rows: only the metadata changes
+        assert "r0" in {h.id for h in db.search(q, k=50, filter={"g": 1})}
+        db.delete(["r1"])
+        assert "r1" not in {h.id for h in db.search(q, k=50, filter={"g": 1})}
+        db.insert("new", np.ones(DIM), {"g": 1})
+        assert {h.id for h in db.search(q, k=50, filter={"g": 1})} == first - {"r1"} | {"r0", "new"}
+
     def test_empty_database(self, db):
         assert db.search(np.zeros(DIM), k=3) == [] and len(db) == 0
         assert db.batch_search(np.zeros((2, DIM)), k=3) == [[], []]

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from vjson import _core
 from vjson.filters import CompiledFilter, compile_filter
@@ -84,6 +85,8 @@ class Generation:
         self.text = text
         self.vector_crcs = vector_crcs
         self.filter_lock = threading.Lock()  # the filter index is not thread-safe
+        self.metadata_version = 0  # bumped by every change of the filter index
+        self._allowed_cache: dict[Any, tuple[View, int, _core.Bitset]] = {}
         self.view = self._full_view()
         # Closed when the last reader lets go of a retired generation.
         self._finalizer = weakref.finalize(self, _close_quietly, vectors, graph, text)
@@ -144,16 +147,33 @@ class Generation:
 
     def filter_mask(self, flt: dict | CompiledFilter, view: View) -> np.ndarray:
         """Bool mask over rows [0, view.rows) of records visible in `view` matching `flt`."""
-        compiled = flt if isinstance(flt, CompiledFilter) else compile_filter(flt)
-        with self.filter_lock:
-            mask = self.metadata.evaluate(compiled, view.rows)
-        return mask[:view.rows] & view.mask()
+        return self.allowed(flt, view).to_mask(view.rows)
 
-    def allowed(self, flt: dict | None, view: View) -> _core.Bitset:
-        """The rows a search may return: the view's, narrowed by the filter."""
+    def allowed(self, flt: dict | CompiledFilter | None, view: View) -> _core.Bitset:
+        """The rows a search may return: the view's, narrowed by the filter.
+
+        Remembered per (filter, view, metadata version), so repeated searches
+        with one filter evaluate it once until something is written.
+        """
         if flt is None:
             return view.visible
-        return _core.Bitset(self.filter_mask(flt, view))
+        key = _filter_key(flt)
+        hit = self._allowed_cache.get(key) if key is not None else None
+        if hit is not None and hit[0] is view and hit[1] == self.metadata_version:
+            return hit[2]
+        compiled = flt if isinstance(flt, CompiledFilter) else compile_filter(flt)
+        with self.filter_lock:
+            version = self.metadata_version
+            mask = self.metadata.evaluate(compiled, view.rows)
+        packed = np.packbits(mask[:view.rows], bitorder="little")
+        visible = view.visible.array
+        np.bitwise_and(packed, visible[:len(packed)], out=packed)
+        allowed = _core.Bitset(packed)
+        if key is not None:
+            if len(self._allowed_cache) >= 32:
+                self._allowed_cache.clear()
+            self._allowed_cache[key] = (view, version, allowed)
+        return allowed
 
     def records(self, rows: list[int], include: tuple[str, ...]) -> list[Record]:
         vectors = self.vectors.read(rows) if "vector" in include and rows else None
@@ -175,6 +195,16 @@ class Generation:
 
     def close(self) -> None:
         self._finalizer()
+
+
+def _filter_key(flt: Any) -> Any:
+    """A hashable identity for a filter, or None when it has none (it is then not cached)."""
+    if isinstance(flt, CompiledFilter):
+        return None
+    try:
+        return orjson.dumps(flt, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
 
 
 def _close_quietly(*resources: Any) -> None:

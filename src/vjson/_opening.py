@@ -55,7 +55,8 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
             vector_crcs = snap.get("vector_crcs", [])
             if not len(row_ids) == len(row_meta) == len(row_text) == m["rows"]:
                 raise CorruptionError(f"{path / m['snapshot']}: row counts disagree with the manifest")
-        ids = {rid: row for row, rid in enumerate(row_ids) if rid is not None}
+        ids = dict(zip(row_ids, range(len(row_ids))))  # snapshot ids are unique; retired rows are None
+        ids.pop(None, None)  # type: ignore[call-overload]
         graph = _open_graph(path, m, ef_search, max_elements)
         seq, replayed, touched, added = _replay(record_log, vectors, row_ids, row_meta, row_text, ids, m["seq"])
         if added:

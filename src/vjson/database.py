@@ -330,6 +330,7 @@ class VectorDB:
             gen.graph.add(matrix, rows)
             with gen.filter_lock:
                 gen.metadata.set_many(rows, metas if metas is not None else [None] * len(ids))
+                gen.metadata_version += 1
             fresh = [(int(r), t) for r, t in zip(rows, txts)] if txts is not None else []
             retiring_text = any(gen.row_text[r] is not None for r in dead)
             # If retired texts follow in a second commit, this one must not claim
@@ -354,6 +355,7 @@ class VectorDB:
             return
         with gen.filter_lock:
             gen.metadata.remove_many(dead)
+            gen.metadata_version += 1
         self._text_apply(gen, [], [r for r in dead if gen.row_text[r] is not None])
 
     def _text_apply(self, gen: Generation, add: list[tuple[int, str]], delete: list[int],
@@ -409,6 +411,7 @@ class VectorDB:
             gen.row_meta[row] = metadata
             with gen.filter_lock:
                 gen.metadata.set(row, metadata)
+                gen.metadata_version += 1
             self._maybe_checkpoint()
 
     # ------------------------------------------------------------------ reads
@@ -563,11 +566,9 @@ class VectorDB:
                                          gen.allowed(filter, view))
         trows, tscores = self._text_hits(gen, text, depth, filter, syntax)
         if fusion == "rrf":
-            hits = fuse.rrf([vrows.tolist(), trows.tolist()], k=rrf_k,
-                            scores=[vdists.tolist(), tscores.tolist()], limit=k)
+            hits = fuse.rrf([vrows, trows], k=rrf_k, scores=[vdists, tscores], limit=k)
         else:
-            hits = fuse.weighted([(vrows.tolist(), vdists.tolist(), False), (trows.tolist(), tscores.tolist(), True)],
-                                 alpha, limit=k)
+            hits = fuse.weighted([(vrows, vdists, False), (trows, tscores, True)], alpha, limit=k)
         out = [HybridResult(str(gen.row_ids[h.row]), h.score, h.ranks[0], h.scores[0], h.ranks[1], h.scores[1])
                for h in hits]
         gen.fill(out, [h.row for h in hits], include)

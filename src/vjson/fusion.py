@@ -70,7 +70,7 @@ def _row_list(rows: object, what: str) -> list[int]:
             raise InvalidInputError(f"{what} must be 1-D, got shape {rows.shape}")
         if rows.size and rows.dtype.kind not in "iu":
             raise InvalidInputError(f"{what} must hold integers, got dtype {rows.dtype}")
-        return [int(r) for r in rows.tolist()]
+        return rows.tolist()  # Python ints already
     try:
         items = list(rows)  # type: ignore[call-overload]
     except TypeError as exc:
@@ -89,7 +89,12 @@ def _score_list(scores: object, n: int, what: str) -> list[float]:
             raise InvalidInputError(f"{what} must be 1-D, got shape {scores.shape}")
         if scores.size and scores.dtype.kind not in "iuf":
             raise InvalidInputError(f"{what} must be numeric, got dtype {scores.dtype}")
-        out = [float(s) for s in scores.tolist()]
+        if len(scores) != n:
+            raise InvalidInputError(f"{what} has {len(scores)} scores for {n} rows")
+        if not np.isfinite(scores).all():
+            bad = int(np.flatnonzero(~np.isfinite(scores))[0])
+            raise InvalidInputError(f"{what}[{bad}] is {scores[bad]}, expected a finite number")
+        return [float(s) for s in scores.astype(np.float64).tolist()]
     else:
         try:
             items = list(scores)  # type: ignore[call-overload]
@@ -141,11 +146,11 @@ def _finish(
 
 
 def rrf(
-    rankings: Sequence[Sequence[int]],
+    rankings: Sequence[Sequence[int] | np.ndarray],
     k: float = 60,
     weights: Sequence[float] | None = None,
     *,
-    scores: Sequence[Sequence[float] | None] | None = None,
+    scores: Sequence[Sequence[float] | np.ndarray | None] | None = None,
     limit: int | None = None,
 ) -> list[FusedHit]:
     """Reciprocal rank fusion of ``rankings`` (each a list of row ids, best first).
@@ -221,7 +226,7 @@ def rrf(
 
 
 def weighted(
-    score_lists: Sequence[tuple[Sequence[int], Sequence[float], bool]],
+    score_lists: Sequence[tuple[Sequence[int] | np.ndarray, Sequence[float] | np.ndarray, bool]],
     alpha: float,
     *,
     limit: int | None = None,

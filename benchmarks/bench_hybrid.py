@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Hybrid (vector + full-text) search quality and speed on WordNet's hybrid queries.
+
+The database holds WordNet's 80,000 glosses: the 384-d embedding (cosine) and
+the gloss text of each row. The 2,000 queries of ``hybrid_queries.jsonl`` are
+words (a reverse-dictionary task: the relevant rows are the glosses of the
+synsets holding the word), half ``polysemous`` (several relevant rows), half
+``monosemous`` (one). Each query is run as
+
+* vector only: ``db.search(v, k=10)`` (at the database's ef_search, default 64),
+  and an exact brute force as reference;
+* text only: ``db.text_search(word, k=10, syntax=False)`` (plain words, BM25);
+* hybrid RRF: ``db.hybrid_search(v, word, k=10, fusion="rrf")``;
+* hybrid weighted: ``fusion="weighted"`` with alpha 0.3 / 0.5 / 0.7
+  (alpha weighs the vector side).
+
+Reported per kind and overall: nDCG@10 (binary gains: 1 for a relevant row),
+recall@10 = |top-10 ∩ relevant| / min(|relevant|, 10) and MRR@10, beside the
+figures of ``hybrid_baseline.json`` (plain BM25, exact vector, RRF k=60 over the
+top 100 of each), then single-thread queries/s of the vector, text and hybrid
+calls, interleaved, median of ``--reps`` passes.
+
+    python benchmarks/bench_hybrid.py --quick
+    python benchmarks/bench_hybrid.py --json benchmarks/results/hybrid.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _data  # noqa: E402
+from compare_peers import machine_info  # noqa: E402
+
+M = 16
+EF_CONSTRUCTION = 200
+K = 10
+KINDS = ("polysemous", "monosemous")
+ALPHAS = (0.3, 0.5, 0.7)
+
+
+def log(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def git_state() -> dict:
+    """The commit the numbers belong to, and whether src/ had uncommitted changes."""
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return {"commit": head or "?", "src_dirty": bool(dirty)}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "?", "src_dirty": None}
+
+
+def _median(xs):
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def _fmt(x, spec="{:.3f}", none="-"):
+    return none if x is None or (isinstance(x, float) and x != x) else spec.format(x)
+
+
+# --------------------------------------------------------------------------- metrics
+
+_DISCOUNT = [1.0 / math.log2(i + 2) for i in range(K)]
+
+
+def ndcg_at_k(found: List[int], relevant: set) -> float:
+    """Binary-gain nDCG@10: DCG of the returned list over the DCG of an ideal one."""
+    dcg = sum(_DISCOUNT[i] for i, r in enumerate(found[:K]) if r in relevant)
+    ideal = sum(_DISCOUNT[:min(len(relevant), K)])
+    return dcg / ideal if ideal else 0.0
+
+
+def recall_at_k(found: List[int], relevant: set) -> float:
+    """|top-10 ∩ relevant| / min(|relevant|, 10) (the baseline file's definition)."""
+    return len(set(found[:K]) & relevant) / min(len(relevant), K)
+
+
+def mrr_at_k(found: List[int], relevant: set) -> float:
+    for i, r in enumerate(found[:K]):
+        if r in relevant:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+def score(runs: List[List[int]], queries: List[dict]) -> Dict[str, dict]:
+    """Mean nDCG@10, recall@10 and MRR@10 per kind and overall."""
+    acc = {kind: [] for kind in KINDS + ("overall",)}
+    for found, q in zip(runs, queries):
+        rel = q["_rel"]
+        t = (ndcg_at_k(found, rel), recall_at_k(found, rel), mrr_at_k(found, rel))
+        acc[q["kind"]].append(t)
+        acc["overall"].append(t)
+    out = {}
+    for kind, rows in acc.items():
+        if rows:
+            a = np.asarray(rows)
+            out[kind] = {"ndcg@10": float(a[:, 0].mean()), "recall@10": float(a[:, 1].mean()),
+                         "mrr@10": float(a[:, 2].mean()), "n": len(rows)}
+    return out
+
+
+# --------------------------------------------------------------------------- data
+
+def load(data_dir: Path, n_queries: int):
+    import orjson
+    folder = _data._wordnet_folder(data_dir)
+    base = np.ascontiguousarray(np.load(folder / "base.f16.npy"), dtype=np.float32)
+    texts = []
+    with open(folder / "texts.jsonl", "rb") as f:
+        for line in f:
+            texts.append(orjson.loads(line)["text"])
+    queries = []
+    with open(folder / "hybrid_queries.jsonl", "rb") as f:
+        for line in f:
+            q = orjson.loads(line)
+            q["_rel"] = set(q["relevant_ids"])
+            queries.append(q)
+    qv = np.ascontiguousarray(np.load(folder / "hybrid_queries.f16.npy"), dtype=np.float32)
+    baseline = json.loads((folder / "hybrid_baseline.json").read_text())
+    if n_queries < len(queries):
+        # keep the kinds balanced: the first n/2 of each
+        keep = []
+        for kind in KINDS:
+            keep += [i for i, q in enumerate(queries) if q["kind"] == kind][: n_queries // 2]
+        keep.sort()
+        queries = [queries[i] for i in keep]
+        qv = np.ascontiguousarray(qv[keep])
+    return base, texts, queries, qv, baseline
+
+
+def baseline_table(baseline: dict) -> Dict[str, Dict[str, dict]]:
+    """{method: {kind: {recall@10, mrr@10}}} with an n-weighted 'overall'."""
+    out: Dict[str, Dict[str, dict]] = {}
+    for key, v in baseline.items():
+        kind, method = key.split("/", 1)
+        out.setdefault(method, {})[kind] = {"recall@10": v.get("recall@10"), "mrr@10": v.get("mrr@10"),
+                                            "n": v.get("n", 1)}
+    for method, kinds in out.items():
+        tot = sum(k["n"] for k in kinds.values())
+        kinds["overall"] = {m: sum(k[m] * k["n"] for k in kinds.values()) / tot for m in ("recall@10", "mrr@10")}
+    return out
+
+
+# --------------------------------------------------------------------------- run
+
+def _rate(loop: Callable[[], None], m: int, min_time: float) -> float:
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        calls = 0
+        t0 = time.perf_counter()
+        while True:
+            loop()
+            calls += 1
+            el = time.perf_counter() - t0
+            if el >= min_time:
+                return calls * m / el
+    finally:
+        if was:
+            gc.enable()
+
+
+def run(args) -> dict:
+    import vjson
+    data_dir = _data.resolve_data_dir(args.data_dir)
+    t0 = time.perf_counter()
+    base, texts, queries, qv, baseline = load(data_dir, args.queries)
+    n = base.shape[0]
+    m = len(queries)
+    log(f"loaded {n:,} glosses and {m:,} hybrid queries in {time.perf_counter() - t0:.1f} s")
+    res = {"n": n, "queries": m, "per_kind_queries": {k: sum(q["kind"] == k for q in queries) for k in KINDS}}
+
+    folder = tempfile.mkdtemp(prefix="vjson_hybrid_", dir=args.tmp)
+    path = os.path.join(folder, "db")
+    db = None
+    try:
+        t0 = time.perf_counter()
+        db = vjson.VectorDB(path, dimension=base.shape[1], metric="cosine", M=M, ef_construction=EF_CONSTRUCTION,
+                            ef_search=args.ef)
+        ids = [str(i) for i in range(n)]
+        for s in range(0, n, 5000):
+            db.insert_batch(ids[s:s + 5000], base[s:s + 5000], None, texts[s:s + 5000])
+        db.close()
+        res["build_s"] = time.perf_counter() - t0
+        db = vjson.open(path, ef_search=args.ef)
+        log(f"database with vectors and texts built, closed and reopened in {res['build_s']:.1f} s "
+            f"(ef_search {args.ef})")
+
+        words = [q["query"] for q in queries]
+        methods: Dict[str, Callable[[int], list]] = {
+            "vector": lambda i: db.search(qv[i], K),
+            "text": lambda i: db.text_search(words[i], K, syntax=False),
+            "hybrid rrf": lambda i: db.hybrid_search(qv[i], words[i], K, fusion="rrf"),
+        }
+        for a in args.alphas:
+            methods[f"weighted a={a}"] = (lambda a: lambda i: db.hybrid_search(qv[i], words[i], K,
+                                                                               fusion="weighted", alpha=a))(a)
+
+        # ---- quality (one pass per method; failures are recorded, not fatal)
+        runs: Dict[str, List[List[int]]] = {}
+        failures: Dict[str, list] = {}
+        failed_idx = set()
+        for name, call in methods.items():
+            out, bad = [], []
+            for i in range(m):
+                try:
+                    out.append([int(r.id) for r in call(i)])
+                except Exception as exc:  # a query the engine cannot take is a finding
+                    bad.append({"query": words[i], "error": f"{type(exc).__name__}: {exc}"})
+                    failed_idx.add(i)
+                    out.append([])
+            runs[name] = out
+            if bad:
+                failures[name] = bad
+                log(f"  [!] {name}: {len(bad)} queries failed, e.g. {bad[0]}")
+        exact, _ = vjson.brute_force_knn(base, qv, K, "cosine")
+        runs["vector exact (brute force)"] = np.asarray(exact, dtype=np.int64).tolist()
+        quality = {name: score(r, queries) for name, r in runs.items()}
+        # how close the ANN vector side is to exact on these (word) queries
+        ann = np.array([r + [-1] * (K - len(r)) for r in runs["vector"]], dtype=np.int64)
+        res["vector_ann_recall_vs_exact"] = _data.recall_at_k(ann, np.asarray(exact, dtype=np.int64), K)
+        log(f"  vector side: recall@10 of db.search against the exact top 10 = "
+            f"{res['vector_ann_recall_vs_exact']:.4f} (ef_search {args.ef})")
+        res["quality"] = quality
+        res["failures"] = failures
+        res["baseline"] = baseline_table(baseline)
+
+        # ---- target: RRF nDCG@10 >= the better single side - 0.01
+        tgt = {}
+        for kind in KINDS + ("overall",):
+            best_single = max(quality["vector"][kind]["ndcg@10"], quality["text"][kind]["ndcg@10"])
+            rrf = quality["hybrid rrf"][kind]["ndcg@10"]
+            tgt[kind] = {"rrf": rrf, "best_single": best_single, "margin": rrf - best_single,
+                         "met": rrf >= best_single - 0.01}
+        res["target_rrf_vs_best_single"] = tgt
+
+        # ---- speed: single thread, interleaved, over the queries every method took
+        ok = [i for i in range(m) if i not in failed_idx]
+        # the two retrievals a hybrid call makes (depth = candidates = 100), to see where its time goes
+        methods["(vector k=100)"] = lambda i: db.search(qv[i], 100, ef_search=max(args.ef, 100))
+        methods["(text k=100)"] = lambda i: db.text_search(words[i], 100, syntax=False)
+        order = list(methods)
+        timed = {nm: [] for nm in order}
+        for rep in range(args.reps):
+            shift = rep % len(order)
+            for nm in order[shift:] + order[:shift]:
+                call = methods[nm]
+
+                def loop(call=call):
+                    for i in ok:
+                        call(i)
+                timed[nm].append(_rate(loop, len(ok), args.min_time))
+        res["qps"] = {nm: {"qps_1t": _median(v), "runs": v} for nm, v in timed.items()}
+        for nm, v in res["qps"].items():
+            log(f"  {nm:16s} {v['qps_1t']:8,.0f} queries/s")
+        return res
+    finally:
+        if db is not None:
+            db.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def print_report(res: dict) -> None:
+    q = res["quality"]
+    base = res["baseline"]
+    print(f"\n### Hybrid search on WordNet: {res['n']:,} glosses, {res['queries']:,} queries "
+          f"({', '.join(f'{k} {v}' for k, v in res['per_kind_queries'].items())}), k={K}")
+    cols = KINDS + ("overall",)
+    for metric in ("ndcg@10", "recall@10", "mrr@10"):
+        print(f"\n{metric}:")
+        hdr = f"{'method':28s}" + "".join(f"{c:>12s}" for c in cols)
+        print(hdr)
+        print("-" * len(hdr))
+        for name, per in q.items():
+            print(f"{name:28s}" + "".join(f"{_fmt(per.get(c, {}).get(metric)):>12s}" for c in cols))
+        if metric != "ndcg@10":
+            for method, per in base.items():
+                print(f"{'baseline ' + method:28s}" + "".join(f"{_fmt(per.get(c, {}).get(metric)):>12s}" for c in cols))
+    print(f"\n(db.search finds {res['vector_ann_recall_vs_exact']:.4f} of the exact top 10 of these word queries; "
+          "the baseline's vector figures are exact)")
+    print("\nTarget: RRF nDCG@10 not below the better single side by more than 0.01")
+    for kind, t in res["target_rrf_vs_best_single"].items():
+        print(f"  {kind:11s} rrf {t['rrf']:.4f} vs best single {t['best_single']:.4f}: margin {t['margin']:+.4f} "
+              f"-> {'met' if t['met'] else 'MISSED'}")
+    if res.get("failures"):
+        print("\nFailed queries:")
+        for name, bad in res["failures"].items():
+            print(f"  {name}: {len(bad)}, e.g. " + "; ".join(f"{b['query']!r}: {b['error']}" for b in bad[:3]))
+    print("\nQueries/s, 1 thread, one query per call (median of passes):")
+    for nm, v in res["qps"].items():
+        print(f"  {nm:16s} {v['qps_1t']:8,.0f}   ({1e3 / v['qps_1t']:.3f} ms/query)")
+    print("  (the k=100 rows are the candidate retrievals inside a hybrid call; the rest of its time is fusion)")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description="vjson hybrid search quality (nDCG@10, recall@10, MRR@10) and "
+                                             "speed on WordNet's hybrid queries.")
+    ap.add_argument("--queries", type=int, default=2000, help="hybrid queries (default all 2,000; balanced kinds)")
+    ap.add_argument("--alphas", type=lambda t: [float(x) for x in t.split(",") if x.strip()], default=list(ALPHAS),
+                    help="weighted-fusion alphas (default 0.3,0.5,0.7)")
+    ap.add_argument("--ef", type=int, default=64, help="the database's ef_search (default 64, its default)")
+    ap.add_argument("--reps", type=int, default=3, help="timed passes per method (median kept)")
+    ap.add_argument("--min-time", type=float, default=0.5, help="minimum seconds per timed pass")
+    ap.add_argument("--data-dir", default=None, help="shared data folder holding wordnet/")
+    ap.add_argument("--tmp", default=None, help="folder for the temporary database")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 200 queries, 1 pass of >= 0.1 s")
+    ap.add_argument("--json", metavar="OUT.json", default=None, help="write every number here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.queries = min(args.queries, 200)
+        args.reps = 1
+        args.min_time = 0.1
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import vjson
+    try:
+        _data._wordnet_folder(_data.resolve_data_dir(args.data_dir))
+    except _data.DataMissing as exc:
+        _data.die(str(exc))
+    info = machine_info(int(vjson.default_threads()))
+    info["git"] = git_state()
+    log(f"vjson at commit {info['git']['commit']}" + (" with uncommitted changes in src/" if info["git"]["src_dirty"] else ""))
+    log(f"machine: {info['cpu']}, {info['cpus_usable']} usable CPUs")
+    res = run(args)
+    print("\n(2 shared cores, other work running: speed numbers are noisy; the quality numbers are exact)")
+    print_report(res)
+    if args.json:
+        out = {"benchmark": "bench_hybrid", "params": vars(args), "machine": info, "results": res}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1, default=float)
+        log(f"\n[json] wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
