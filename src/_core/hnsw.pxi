@@ -34,6 +34,13 @@ cdef inline void prefetch_vector(const Graph *g, size_t node) noexcept nogil:
     for offset in range(64, g.dim * sizeof(float), 64):
         __builtin_prefetch(p + offset)
 
+cdef inline void prefetch_links(const Graph *g, size_t node, int level) noexcept nogil:
+    cdef const char *p = <const char *> node_links(g, node, level)
+    if p != NULL:
+        __builtin_prefetch(p)
+        __builtin_prefetch(p + 64)
+        __builtin_prefetch(p + 128)
+
 cdef inline size_t max_links(const Graph *g, int level) noexcept nogil:
     return g.M0 if level == 0 else g.M
 
@@ -373,6 +380,9 @@ cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry
             d = dist(q, node_vector(g, nb), g.dim)
             if s.results.size < ef or d < bound:
                 rc |= heap_push(&s.candidates, -d, nb)
+                if s.candidates.items[0].node == nb:
+                    # nb is next to expand: start fetching its list now
+                    prefetch_links(g, nb, level)
                 if accept_result(g, nb, allowed, allowed_bytes, exclude):
                     rc |= heap_push(&s.results, d, nb)
                     if s.results.size > ef:
