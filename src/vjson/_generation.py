@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from vjson import _core
+from vjson.errors import CorruptionError
 from vjson.filters import CompiledFilter, compile_filter
 from vjson.metadata_index import MetadataIndex
 from vjson.results import Record
@@ -70,32 +71,91 @@ class Generation:
     """
 
     def __init__(self, number: int, vectors: VectorFile, graph: _core.HNSWIndex, metric: str,
-                 row_ids: list[str | None], row_meta: list[dict | None], row_text: list[str | None],
-                 ids: dict[str, int], metadata: MetadataIndex, text: TextIndex | None,
-                 vector_crcs: list[int]) -> None:
+                 row_ids: list[str | None], row_meta: list[dict | None] | bytes,
+                 row_text: list[str | None] | bytes, ids: dict[str, int] | None, metadata: MetadataIndex,
+                 text: TextIndex | None, vector_crcs: list[int], live_bits: np.ndarray | None = None) -> None:
+        """`row_meta`/`row_text` may be JSON still to parse and `ids` None (with
+        `live_bits` the packed live rows): a clean open then defers that work
+        to first use, which a search never needs."""
         self.number = number
         self.vectors = vectors
         self.graph = graph
         self.similarity = metric != "l2"
         self.row_ids = row_ids
-        self.row_meta = row_meta
-        self.row_text = row_text
-        self.ids = ids
+        self._lazy_lock = threading.Lock()
+        self._row_meta = row_meta
+        self._row_text = row_text
+        self._snapshot_rows = len(row_ids)  # what lazily parsed lists must hold
+        self._ids = ids
         self.metadata = metadata
-        self.text = text
+        self._resources: list[Any] = [vectors, graph, text]  # what closes with this generation
         self.vector_crcs = vector_crcs
         self.filter_lock = threading.Lock()  # the filter index is not thread-safe
         self.metadata_version = 0  # bumped by every change of the filter index
         self._allowed_cache: dict[Any, tuple[View, int, _core.Bitset]] = {}
-        self.view = self._full_view()
+        self.view = self._full_view(live_bits)
         # Closed when the last reader lets go of a retired generation.
-        self._finalizer = weakref.finalize(self, _close_quietly, vectors, graph, text)
+        self._finalizer = weakref.finalize(self, _close_quietly, self._resources)
+
+    @property
+    def text(self) -> TextIndex | None:
+        """The full-text index of this generation's rows (None in a reader that could not open it)."""
+        return self._resources[2]  # type: ignore[no-any-return]
+
+    @text.setter
+    def text(self, value: TextIndex | None) -> None:
+        self._resources[2] = value
+
+    # ------------------------------------------------------------------ lazily built state
+
+    @property
+    def ids(self) -> dict[str, int]:
+        """id -> row of every live record."""
+        ids = self._ids
+        if ids is None:
+            with self._lazy_lock:
+                if self._ids is None:
+                    live = self.view.mask()
+                    self._ids = {rid: row for row, rid in enumerate(self.row_ids)  # type: ignore[misc]
+                                 if live[row]}
+                ids = self._ids
+        return ids  # type: ignore[return-value]
+
+    @property
+    def row_meta(self) -> list[dict | None]:
+        meta = self._row_meta
+        if isinstance(meta, bytes):
+            meta = self._parse("_row_meta")
+        return meta  # type: ignore[return-value]
+
+    @property
+    def row_text(self) -> list[str | None]:
+        text = self._row_text
+        if isinstance(text, bytes):
+            text = self._parse("_row_text")
+        return text  # type: ignore[return-value]
+
+    def _parse(self, name: str) -> list:
+        with self._lazy_lock:
+            value = getattr(self, name)
+            if isinstance(value, bytes):
+                value = orjson.loads(value)
+                if not isinstance(value, list) or len(value) != self._snapshot_rows:
+                    raise CorruptionError(f"snapshot of generation {self.number}: {name[5:]} do not match the rows")
+                setattr(self, name, value)
+        return value
 
     # ------------------------------------------------------------------ views
 
-    def _full_view(self) -> View:
+    def _full_view(self, live_bits: np.ndarray | None = None) -> View:
         n = len(self.row_ids)
         bits = np.zeros((n + 7) // 8 + 1, dtype=np.uint8)
+        if live_bits is not None:
+            if len(live_bits) > len(bits) or (len(live_bits) * 8 > n and np.unpackbits(
+                    live_bits, bitorder="little")[n:].any()):
+                raise CorruptionError(f"snapshot of generation {self.number}: live rows past the end")
+            bits[:len(live_bits)] = live_bits
+            return View(_core.Bitset(bits), n)
         rows = np.fromiter(self.ids.values(), dtype=np.int64, count=len(self.ids))
         if len(rows):
             _set_bits(bits, rows)
@@ -207,7 +267,7 @@ def _filter_key(flt: Any) -> Any:
         return None
 
 
-def _close_quietly(*resources: Any) -> None:
+def _close_quietly(resources: list[Any]) -> None:
     for resource in resources:
         if resource is None:
             continue

@@ -23,7 +23,7 @@ from vjson import _core
 from vjson._generation import Generation
 from vjson.errors import CorruptionError
 from vjson.metadata_index import MetadataIndex
-from vjson.storage import RecordLog, VectorFile, read_blob
+from vjson.storage import RecordLog, VectorFile, read_blobs
 
 log = logging.getLogger("vjson")
 
@@ -46,26 +46,39 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
     try:
         record_log = RecordLog(path / m["log"], durable, read_only)
         row_ids: list[Any] = []
-        row_meta: list[Any] = []
-        row_text: list[Any] = []
+        row_meta: list[Any] | bytes = []
+        row_text: list[Any] | bytes = []
         vector_crcs: list[int] = []
+        live_bits = None
         if m["snapshot"] is not None:
-            snap = orjson.loads(read_blob(path / m["snapshot"]))
-            row_ids, row_meta, row_text = snap["ids"], snap["meta"], snap["text"]
-            vector_crcs = snap.get("vector_crcs", [])
-            if not len(row_ids) == len(row_meta) == len(row_text) == m["rows"]:
+            head, ids_json, row_meta, row_text, live_raw = _snapshot_frames(path / m["snapshot"])
+            row_ids = orjson.loads(ids_json)
+            vector_crcs = head["vector_crcs"]
+            live_bits = np.frombuffer(live_raw, dtype=np.uint8)
+            if head["rows"] != m["rows"] or len(row_ids) != m["rows"]:
                 raise CorruptionError(f"{path / m['snapshot']}: row counts disagree with the manifest")
-        ids = dict(zip(row_ids, range(len(row_ids))))  # snapshot ids are unique; retired rows are None
-        ids.pop(None, None)  # type: ignore[call-overload]
         graph = _open_graph(path, m, ef_search, max_elements)
-        seq, replayed, touched, added = _replay(record_log, vectors, row_ids, row_meta, row_text, ids, m["seq"])
-        if added:
-            rows = np.concatenate(added)
-            graph.add(vectors.view(int(rows[-1]) + 1)[rows], rows)
+        ids = None
+        touched: set[int] = set()
+        seq, replayed = m["seq"], 0
+        if record_log.size > 0:  # writes after the checkpoint: replay needs the whole state now
+            row_meta = orjson.loads(row_meta) if isinstance(row_meta, bytes) else row_meta
+            row_text = orjson.loads(row_text) if isinstance(row_text, bytes) else row_text
+            if len(row_meta) != len(row_ids) or len(row_text) != len(row_ids):
+                raise CorruptionError(f"{path / m['snapshot']}: row counts disagree")
+            ids = dict(zip(row_ids, range(len(row_ids))))
+            ids.pop(None, None)  # type: ignore[call-overload]
+            seq, replayed, touched, added = _replay(record_log, vectors, row_ids, row_meta, row_text, ids, seq)
+            if added:
+                rows = np.concatenate(added)
+                graph.add(vectors.view(int(rows[-1]) + 1)[rows], rows)
+            live_bits = None
+        if ids is None and live_bits is None:  # no checkpoint and no log: a new database
+            ids = {}
         metadata = _open_metadata(path, m, row_ids, row_meta, ids, touched)
-        text = _open_text(path, m, row_text, ids, seq, read_only)
         generation = Generation(m.get("generation", 0), vectors, graph, metric, row_ids, row_meta, row_text,
-                                ids, metadata, text, vector_crcs)
+                                ids, metadata, None, vector_crcs, live_bits)
+        generation.text = _open_text(path, m, generation, seq, read_only)
         return Opened(generation, record_log, seq, replayed)
     except FileNotFoundError as exc:
         vectors.close()
@@ -140,16 +153,19 @@ def _replay(record_log: RecordLog, vectors: VectorFile, row_ids: list, row_meta:
     return seq, frames, touched, added
 
 
-def _open_metadata(path: Path, m: dict, row_ids: list, row_meta: list, ids: dict[str, int],
+def _open_metadata(path: Path, m: dict, row_ids: list, row_meta: Any, ids: dict[str, int] | None,
                    touched: set[int]) -> MetadataIndex:
     """The checkpoint's filter index plus the rows the log changed, or a full rebuild."""
-    if m.get("filters") is None:
+    if m.get("filters") is None:  # never checkpointed: everything came from the log
+        assert ids is not None or not row_ids
         index = MetadataIndex()
-        live = sorted(ids.values())
+        live = sorted((ids or {}).values())
         index.set_many(live, [row_meta[r] for r in live])
         return index
     with builtins.open(path / m["filters"], "rb") as f:
         index = MetadataIndex.load(f)
+    if not touched or ids is None:
+        return index
     rows = sorted(touched)
     gone = [r for r in rows if ids.get(row_ids[r]) != r and r < index.n_rows]
     live = [r for r in rows if ids.get(row_ids[r]) == r]
@@ -160,7 +176,20 @@ def _open_metadata(path: Path, m: dict, row_ids: list, row_meta: list, ids: dict
     return index
 
 
-def _open_text(path: Path, m: dict, row_text: list, ids: dict[str, int], seq: int, read_only: bool) -> Any:
+def _snapshot_frames(path: Path) -> tuple[dict, bytes, bytes, bytes, bytes]:
+    frames = read_blobs(path)
+    if len(frames) != 5:
+        raise CorruptionError(f"{path}: expected 5 sections, found {len(frames)}")
+    try:
+        head = orjson.loads(frames[0])
+        head["rows"], head["vector_crcs"]  # noqa: B018 - both must be there
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise CorruptionError(f"{path}: unreadable header") from None
+    return head, frames[1], frames[2], frames[3], frames[4]
+
+
+def _open_text(path: Path, m: dict, gen: Generation, seq: int, read_only: bool) -> Any:
+    """Open the text index at the generation's state; rebuild or resync it when needed."""
     from vjson.text_index import TextIndex
 
     folder = path / m.get("text", "text")
@@ -171,17 +200,17 @@ def _open_text(path: Path, m: dict, row_text: list, ids: dict[str, int], seq: in
         except CorruptionError as exc:
             log.warning("%s: text index unreadable (%s); text search is off for this reader", folder, exc)
             return None
-    if not (folder / "meta.json").exists() and any(row_text[r] is not None for r in ids.values()):
+    if not (folder / "meta.json").exists() and seq > 0:
         log.warning("%s: text index missing; rebuilding it from the stored texts", folder)
-        return rebuild_text(folder, tokenizer, row_text, ids, seq)
+        return rebuild_text(folder, tokenizer, gen.row_text, gen.ids, seq)
     try:
         text = TextIndex(folder, tokenizer)
         marker = text.marker
     except CorruptionError as exc:  # a second writer (DatabaseLockedError) propagates
         log.warning("%s: text index unusable (%s); rebuilding it from the stored texts", folder, exc)
-        return rebuild_text(folder, tokenizer, row_text, ids, seq)
+        return rebuild_text(folder, tokenizer, gen.row_text, gen.ids, seq)
     if marker != seq:
-        resync_text(text, row_text, ids, seq)
+        resync_text(text, gen.row_text, gen.ids, seq)
     return text
 
 

@@ -15,7 +15,7 @@ from vjson import _core
 from vjson._generation import CRC_BLOCK, Generation
 from vjson.errors import CorruptionError, VJsonError
 from vjson.metadata_index import MetadataIndex
-from vjson.storage import RecordLog, read_blob
+from vjson.storage import RecordLog, read_blobs
 
 
 def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size: int) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size
 
     m = manifest
     if m["snapshot"]:
-        attempt("snapshot checksum", lambda: read_blob(path / m["snapshot"]))
+        attempt("snapshot checksum", lambda: read_blobs(path / m["snapshot"]))
     if m.get("filters"):
         def load_filters() -> None:
             with builtins.open(path / m["filters"], "rb") as f:

@@ -55,7 +55,7 @@ from vjson.errors import (
 )
 from vjson.metadata_index import MetadataIndex
 from vjson.results import HybridResult, Record, SearchResult
-from vjson.storage import FileLock, RecordLog, VectorFile, atomic_write, write_blob
+from vjson.storage import FileLock, RecordLog, VectorFile, atomic_write, write_blobs
 from vjson.validation import (
     check_id,
     check_ids,
@@ -603,21 +603,26 @@ class VectorDB:
         gen.vectors.sync()
         _save_graph(gen.graph, self.path / names["graph"])
         gen.vector_crcs = gen.block_crcs(rows)
-        live = [rid if gen.ids.get(rid) == row else None for row, rid in enumerate(gen.row_ids)]  # type: ignore[arg-type]
-        snapshot = orjson.dumps({
-            "vector_crcs": gen.vector_crcs,
-            "ids": live,
-            "meta": [meta if live[i] is not None else None for i, meta in enumerate(gen.row_meta)],
-            "text": [t if live[i] is not None else None for i, t in enumerate(gen.row_text)],
-        })
-        write_blob(self.path / names["snapshot"], snapshot)
+        visible = gen.view.mask()
+        live = [rid if keep else None for rid, keep in zip(gen.row_ids, visible.tolist())]
+        # Frames: header, ids, metadata, texts, live-row bits. Opening parses
+        # the first two; metadata and texts wait until something reads them.
+        frames = [
+            orjson.dumps({"rows": rows, "vector_crcs": gen.vector_crcs}),
+            orjson.dumps(live),
+            orjson.dumps([meta if live[i] is not None else None for i, meta in enumerate(gen.row_meta)]),
+            orjson.dumps([t if live[i] is not None else None for i, t in enumerate(gen.row_text)]),
+            np.packbits(visible, bitorder="little").tobytes(),
+        ]
+        snapshot_bytes = sum(len(f) for f in frames)
+        write_blobs(self.path / names["snapshot"], frames)
         dump = io.BytesIO()
         with gen.filter_lock:
             gen.metadata.dump(dump)
         atomic_write(self.path / names["filters"], dump.getvalue())
         (self.path / names["log"]).touch()
         m.update(names, checkpoint=c, generation=gen.number, rows=rows, seq=self._seq,
-                 snapshot_bytes=len(snapshot))
+                 snapshot_bytes=snapshot_bytes)
         try:
             atomic_write(self.path / MANIFEST, orjson.dumps(m, option=orjson.OPT_INDENT_2))
         except StorageError as exc:

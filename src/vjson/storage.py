@@ -309,6 +309,27 @@ def write_blob(path: Path, payload: bytes, durable: bool = True) -> None:
     atomic_write(path, _FRAME.pack(len(payload), zlib.crc32(payload)) + payload, durable)
 
 
+def write_blobs(path: Path, payloads: list[bytes], durable: bool = True) -> None:
+    """Several CRC-framed payloads in one file, replaced atomically."""
+    atomic_write(path, b"".join(_FRAME.pack(len(p), zlib.crc32(p)) + p for p in payloads), durable)
+
+
+def read_blobs(path: Path) -> list[bytes]:
+    """The payloads of write_blobs; CorruptionError if any frame is damaged or cut."""
+    data = path.read_bytes()
+    out, pos = [], 0
+    while pos < len(data):
+        if pos + _FRAME.size > len(data):
+            raise CorruptionError(f"{path}: truncated")
+        length, crc = _FRAME.unpack_from(data, pos)
+        payload = data[pos + _FRAME.size:pos + _FRAME.size + length]
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            raise CorruptionError(f"{path}: checksum mismatch or truncated at byte {pos}")
+        out.append(payload)
+        pos += _FRAME.size + length
+    return out
+
+
 def read_blob(path: Path) -> bytes:
     data = path.read_bytes()
     if len(data) < _FRAME.size:
