@@ -380,3 +380,36 @@ class TestVerify:
         report = db.verify()
         assert not report["ok"] and any(name in p or target in p for p in report["problems"]), report
         db.close()
+
+
+class TestLazyRows:
+    def test_json_rows_round_trip_and_damage(self):
+        from vjson._generation import JsonRows
+
+        values = [{"a": 1}, None, "text", [1, 2], {"b": {"c": True}}]
+        blob, offsets = JsonRows.encode(values, [True, True, True, False, True])
+        rows = JsonRows.decode(blob, offsets, 5, "test")
+        assert [rows[i] for i in range(5)] == [{"a": 1}, None, "text", None, {"b": {"c": True}}]
+        rows[0] = {"a": 2}
+        rows.extend(["new"])
+        assert len(rows) == 6 and rows[0] == {"a": 2} and rows[5] == "new"
+        again = JsonRows.decode(*JsonRows.encode(rows, [True] * 6), 6, "test")
+        assert list(again) == [{"a": 2}, None, "text", None, {"b": {"c": True}}, "new"]
+        with pytest.raises(vjson.CorruptionError):
+            JsonRows.decode(blob, offsets, 4, "test")
+        with pytest.raises(vjson.CorruptionError):
+            JsonRows.decode(blob[:-1], offsets, 5, "test")
+
+    def test_reopened_rows_decode_on_demand_and_update(self, tmp_path):
+        path = tmp_path / "db"
+        with vjson.VectorDB(path, dimension=DIM) as db:
+            db.insert_batch(ids(100), clustered(100, DIM, 40), [{"i": i} for i in range(100)],
+                            [f"text {i}" for i in range(100)])
+        with vjson.open(path) as db:
+            hit = db.search(db.get("r7").vector, k=1)[0]
+            assert hit.id == "r7" and hit.metadata == {"i": 7} and hit.text == "text 7"
+            db.update_metadata("r8", {"i": -8})
+            db.insert("r9", np.ones(DIM), {"i": 99})
+        with vjson.open(path) as db:
+            assert db.get_metadata("r8") == {"i": -8} and db.get_metadata("r9") == {"i": 99}
+            assert db.get("r50").text == "text 50" and db.count({"i": {"$lt": 0}}) == 1

@@ -608,8 +608,8 @@ cdef class HNSWIndex:
             return out_labels, out_dists
         return out_labels[:found], out_dists[:found]
 
-    def search_results(self, query, k, ef_search, Bitset allowed, list names, list metadata,
-                       list texts, bint similarity):
+    def search_results(self, query, k, ef_search, Bitset allowed, list names, object metadata,
+                       object texts, bint similarity):
         """search() fused with building SearchResult objects for row labels:
         the database's hot path, with no intermediate arrays.
 
@@ -1062,7 +1062,7 @@ cdef class SearchResult:
         return (type(self), (self.id, self.distance, self.score, self.metadata, self.text, self.vector))
 
 
-cdef list make_results(list names, list metadata, list texts, const uint64_t *labels,
+cdef list make_results(list names, object metadata, object texts, const uint64_t *labels,
                        const float *distances, Py_ssize_t n, bint similarity):
     cdef Py_ssize_t i
     cdef float d
@@ -1080,10 +1080,10 @@ cdef list make_results(list names, list metadata, list texts, const uint64_t *la
     return out
 
 
-def build_results(list names, list metadata, list texts, const uint64_t[::1] labels,
+def build_results(list names, object metadata, object texts, const uint64_t[::1] labels,
                   const float[::1] distances, bint similarity):
     """SearchResult per (label, distance) with ``names[label]`` as id;
-    `metadata`/`texts` (or None) give the fields to attach."""
+    `metadata`/`texts` (sequences indexed by label, or None) give the fields to attach."""
     if labels.shape[0] == 0:
         return []
     return make_results(names, metadata, texts, &labels[0], &distances[0], labels.shape[0], similarity)

@@ -71,12 +71,12 @@ class Generation:
     """
 
     def __init__(self, number: int, vectors: VectorFile, graph: _core.HNSWIndex, metric: str,
-                 row_ids: list[str | None], row_meta: list[dict | None] | bytes,
-                 row_text: list[str | None] | bytes, ids: dict[str, int] | None, metadata: MetadataIndex,
+                 row_ids: list[str | None], row_meta: Any, row_text: Any, ids: dict[str, int] | None,
+                 metadata: MetadataIndex,
                  text: TextIndex | None, vector_crcs: list[int], live_bits: np.ndarray | None = None) -> None:
-        """`row_meta`/`row_text` may be JSON still to parse and `ids` None (with
-        `live_bits` the packed live rows): a clean open then defers that work
-        to first use, which a search never needs."""
+        """`row_meta`/`row_text` are lists or JsonRows, and `ids` may be None
+        (with `live_bits` the packed live rows): a clean open then defers the
+        id map to first use, which a search never needs."""
         self.number = number
         self.vectors = vectors
         self.graph = graph
@@ -85,7 +85,6 @@ class Generation:
         self._lazy_lock = threading.Lock()
         self._row_meta = row_meta
         self._row_text = row_text
-        self._snapshot_rows = len(row_ids)  # what lazily parsed lists must hold
         self._ids = ids
         self.metadata = metadata
         self._resources: list[Any] = [vectors, graph, text]  # what closes with this generation
@@ -122,28 +121,13 @@ class Generation:
         return ids  # type: ignore[return-value]
 
     @property
-    def row_meta(self) -> list[dict | None]:
-        meta = self._row_meta
-        if isinstance(meta, bytes):
-            meta = self._parse("_row_meta")
-        return meta  # type: ignore[return-value]
+    def row_meta(self) -> Any:
+        """Per-row metadata (a list, or JsonRows decoding rows of a checkpoint on demand)."""
+        return self._row_meta
 
     @property
-    def row_text(self) -> list[str | None]:
-        text = self._row_text
-        if isinstance(text, bytes):
-            text = self._parse("_row_text")
-        return text  # type: ignore[return-value]
-
-    def _parse(self, name: str) -> list:
-        with self._lazy_lock:
-            value = getattr(self, name)
-            if isinstance(value, bytes):
-                value = orjson.loads(value)
-                if not isinstance(value, list) or len(value) != self._snapshot_rows:
-                    raise CorruptionError(f"snapshot of generation {self.number}: {name[5:]} do not match the rows")
-                setattr(self, name, value)
-        return value
+    def row_text(self) -> Any:
+        return self._row_text
 
     # ------------------------------------------------------------------ views
 
@@ -255,6 +239,80 @@ class Generation:
 
     def close(self) -> None:
         self._finalizer()
+
+
+class JsonRows:
+    """Per-row JSON values of a checkpoint, decoded one row at a time on first
+    read, followed by rows appended since (plain objects).
+
+    Opening a database of a million records thus parses no metadata or text;
+    a search decodes only the rows it returns.
+    """
+
+    __slots__ = ("_blob", "_offsets", "_base", "_decoded", "_tail")
+
+    def __init__(self, blob: bytes, offsets: np.ndarray) -> None:
+        self._blob = blob
+        self._offsets = offsets  # row r is blob[offsets[r]:offsets[r + 1]]
+        self._base = len(offsets) - 1
+        self._decoded: dict[int, Any] = {}
+        self._tail: list[Any] = []
+
+    @staticmethod
+    def encode(values: Any, live: list[bool]) -> tuple[bytes, bytes]:
+        """(blob, offsets as little-endian uint64 bytes) of the live rows' values (null elsewhere).
+
+        Rows of a checkpoint never read since are copied as they were, not decoded.
+        """
+        docs = []
+        if isinstance(values, JsonRows):
+            blob, offs, decoded, base = values._blob, values._offsets.tolist(), values._decoded, values._base
+            for r, keep in enumerate(live):
+                if not keep:
+                    docs.append(b"null")
+                elif r < base and r not in decoded:
+                    docs.append(blob[offs[r]:offs[r + 1]])
+                else:
+                    docs.append(orjson.dumps(values[r]))
+        else:
+            docs = [orjson.dumps(v) if keep else b"null" for v, keep in zip(values, live)]
+        offsets = np.zeros(len(docs) + 1, dtype="<u8")
+        np.cumsum([len(d) for d in docs], out=offsets[1:])
+        return b"".join(docs), offsets.tobytes()
+
+    @classmethod
+    def decode(cls, blob: bytes, offsets: bytes, rows: int, what: str) -> JsonRows:
+        offs = np.frombuffer(offsets, dtype="<u8")
+        if len(offs) != rows + 1 or offs[0] != 0 or int(offs[-1]) != len(blob) or (np.diff(offs.astype(np.int64)) < 0).any():
+            raise CorruptionError(f"{what}: row offsets do not match the data")
+        return cls(blob, offs)
+
+    def __len__(self) -> int:
+        return self._base + len(self._tail)
+
+    def __getitem__(self, row: int) -> Any:
+        if row >= self._base:
+            return self._tail[row - self._base]
+        if row < 0:
+            raise IndexError(row)
+        try:
+            return self._decoded[row]
+        except KeyError:
+            value = orjson.loads(self._blob[int(self._offsets[row]):int(self._offsets[row + 1])])
+            self._decoded[row] = value
+            return value
+
+    def __setitem__(self, row: int, value: Any) -> None:
+        if row >= self._base:
+            self._tail[row - self._base] = value
+        else:
+            self._decoded[row] = value
+
+    def extend(self, values: Any) -> None:
+        self._tail.extend(values)
+
+    def __iter__(self) -> Any:
+        return (self[r] for r in range(len(self)))
 
 
 def _filter_key(flt: Any) -> Any:

@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from vjson import _core
-from vjson._generation import Generation
+from vjson._generation import Generation, JsonRows
 from vjson.errors import CorruptionError
 from vjson.metadata_index import MetadataIndex
 from vjson.storage import RecordLog, VectorFile, read_blobs
@@ -46,26 +46,25 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
     try:
         record_log = RecordLog(path / m["log"], durable, read_only)
         row_ids: list[Any] = []
-        row_meta: list[Any] | bytes = []
-        row_text: list[Any] | bytes = []
+        row_meta: Any = []
+        row_text: Any = []
         vector_crcs: list[int] = []
         live_bits = None
         if m["snapshot"] is not None:
-            head, ids_json, row_meta, row_text, live_raw = _snapshot_frames(path / m["snapshot"])
+            snap = path / m["snapshot"]
+            head, ids_json, meta_blob, meta_offs, text_blob, text_offs, live_raw = _snapshot_frames(snap)
             row_ids = orjson.loads(ids_json)
             vector_crcs = head["vector_crcs"]
             live_bits = np.frombuffer(live_raw, dtype=np.uint8)
-            if head["rows"] != m["rows"] or len(row_ids) != m["rows"]:
-                raise CorruptionError(f"{path / m['snapshot']}: row counts disagree with the manifest")
+            if head["rows"] != m["rows"] or not isinstance(row_ids, list) or len(row_ids) != m["rows"]:
+                raise CorruptionError(f"{snap}: row counts disagree with the manifest")
+            row_meta = JsonRows.decode(meta_blob, meta_offs, m["rows"], f"{snap} (metadata)")
+            row_text = JsonRows.decode(text_blob, text_offs, m["rows"], f"{snap} (texts)")
         graph = _open_graph(path, m, ef_search, max_elements)
         ids = None
         touched: set[int] = set()
         seq, replayed = m["seq"], 0
-        if record_log.size > 0:  # writes after the checkpoint: replay needs the whole state now
-            row_meta = orjson.loads(row_meta) if isinstance(row_meta, bytes) else row_meta
-            row_text = orjson.loads(row_text) if isinstance(row_text, bytes) else row_text
-            if len(row_meta) != len(row_ids) or len(row_text) != len(row_ids):
-                raise CorruptionError(f"{path / m['snapshot']}: row counts disagree")
+        if record_log.size > 0:  # writes after the checkpoint: replay needs the id map now
             ids = dict(zip(row_ids, range(len(row_ids))))
             ids.pop(None, None)  # type: ignore[call-overload]
             seq, replayed, touched, added = _replay(record_log, vectors, row_ids, row_meta, row_text, ids, seq)
@@ -176,16 +175,16 @@ def _open_metadata(path: Path, m: dict, row_ids: list, row_meta: Any, ids: dict[
     return index
 
 
-def _snapshot_frames(path: Path) -> tuple[dict, bytes, bytes, bytes, bytes]:
+def _snapshot_frames(path: Path) -> tuple[dict, bytes, bytes, bytes, bytes, bytes, bytes]:
     frames = read_blobs(path)
-    if len(frames) != 5:
-        raise CorruptionError(f"{path}: expected 5 sections, found {len(frames)}")
+    if len(frames) != 7:
+        raise CorruptionError(f"{path}: expected 7 sections, found {len(frames)}")
     try:
         head = orjson.loads(frames[0])
         head["rows"], head["vector_crcs"]  # noqa: B018 - both must be there
     except (orjson.JSONDecodeError, KeyError, TypeError):
         raise CorruptionError(f"{path}: unreadable header") from None
-    return head, frames[1], frames[2], frames[3], frames[4]
+    return head, frames[1], frames[2], frames[3], frames[4], frames[5], frames[6]
 
 
 def _open_text(path: Path, m: dict, gen: Generation, seq: int, read_only: bool) -> Any:

@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 
 from vjson import _core
-from vjson._generation import Generation
+from vjson._generation import Generation, JsonRows
 from vjson._opening import open_generation, rebuild_text
 from vjson._verify import verify
 from vjson.errors import (
@@ -605,13 +605,16 @@ class VectorDB:
         gen.vector_crcs = gen.block_crcs(rows)
         visible = gen.view.mask()
         live = [rid if keep else None for rid, keep in zip(gen.row_ids, visible.tolist())]
-        # Frames: header, ids, metadata, texts, live-row bits. Opening parses
-        # the first two; metadata and texts wait until something reads them.
+        # Frames: header, ids, metadata (JSON per row + offsets), texts (the
+        # same), live-row bits. Opening parses the ids; rows of metadata and
+        # text are decoded when something reads them.
+        keep = visible.tolist()
+        meta_blob, meta_offsets = JsonRows.encode(gen.row_meta, keep)
+        text_blob, text_offsets = JsonRows.encode(gen.row_text, keep)
         frames = [
             orjson.dumps({"rows": rows, "vector_crcs": gen.vector_crcs}),
             orjson.dumps(live),
-            orjson.dumps([meta if live[i] is not None else None for i, meta in enumerate(gen.row_meta)]),
-            orjson.dumps([t if live[i] is not None else None for i, t in enumerate(gen.row_text)]),
+            meta_blob, meta_offsets, text_blob, text_offsets,
             np.packbits(visible, bitorder="little").tobytes(),
         ]
         snapshot_bytes = sum(len(f) for f in frames)
