@@ -35,7 +35,6 @@ import gc
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -47,6 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _data  # noqa: E402
+from _report import fmt as _fmt, git_state, int_list as _int_list, log, median as _median, rate as _single_rate  # noqa: E402
 from compare_peers import machine_info, qps_at_target  # noqa: E402
 
 M = 16
@@ -57,30 +57,12 @@ SECTIONS = ["insert", "search", "disk", "reopen"]
 DEFAULT_EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256]
 
 
-def log(msg: str = "") -> None:
-    print(msg, flush=True)
 
 
-def git_state() -> dict:
-    """The commit the numbers belong to, and whether src/ had uncommitted changes."""
-    import subprocess
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return {"commit": head or "?", "src_dirty": bool(dirty)}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "?", "src_dirty": None}
 
 
-def _median(xs: List[float]) -> float:
-    return float(statistics.median(xs)) if xs else float("nan")
 
 
-def _fmt(x, spec="{:,.0f}", none="-"):
-    return none if x is None or (isinstance(x, float) and x != x) else spec.format(x)
 
 
 class _NoGC:
@@ -321,17 +303,6 @@ def _run_threads(call: Callable[[np.ndarray], object], Q: np.ndarray, nthreads: 
     return sum(counts) / (max(ends) - t0)
 
 
-def _single_rate(loop: Callable[[], None], m: int, min_time: float) -> float:
-    """Queries/s of `loop` (which answers m queries), repeated for >= min_time seconds."""
-    with _NoGC():
-        calls = 0
-        t0 = time.perf_counter()
-        while True:
-            loop()
-            calls += 1
-            el = time.perf_counter() - t0
-            if el >= min_time:
-                return calls * m / el
 
 
 def _load_wordnet_meta(data_dir: Path, n: int) -> Optional[List[dict]]:
@@ -654,7 +625,7 @@ def run_reopen(args, tmp_root: str) -> dict:
     else:
         if path.exists():
             shutil.rmtree(path)
-        log(f"  building it (durability=flush, batches of 10,000); this takes a while at 1M rows")
+        log("  building it (durability=flush, batches of 10,000); this takes a while at 1M rows")
         res["build_s"] = _build_reopen_db(path, n, dim, args.synthetic_seed)
         log(f"  built in {res['build_s']:.1f} s ({n / res['build_s']:,.0f} vec/s)")
     res["files"] = _dir_sizes(path)
@@ -708,8 +679,6 @@ def print_reopen(res: dict) -> None:
 
 # =========================================================================== main
 
-def _int_list(text: str) -> List[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv=None):

@@ -33,7 +33,6 @@ import gc
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _data  # noqa: E402
+from _report import fmt as _fmt, git_state, int_list as _int_list, log, median as _median, rate as _rate  # noqa: E402
 from compare_peers import machine_info, qps_at_target  # noqa: E402
 
 M = 16
@@ -73,49 +73,14 @@ EVAL_ONLY = [
 ]
 
 
-def log(msg: str = "") -> None:
-    print(msg, flush=True)
 
 
-def git_state() -> dict:
-    """The commit the numbers belong to, and whether src/ had uncommitted changes."""
-    import subprocess
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return {"commit": head or "?", "src_dirty": bool(dirty)}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "?", "src_dirty": None}
 
 
-def _median(xs):
-    return float(statistics.median(xs)) if xs else float("nan")
 
 
-def _fmt(x, spec="{:,.0f}", none="-"):
-    return none if x is None or (isinstance(x, float) and x != x) else spec.format(x)
 
 
-def _rate(loop: Callable[[], None], m: int, min_time: float) -> float:
-    """Queries/s of `loop` (answers m queries), repeated for >= min_time s, GC paused."""
-    gc.collect()
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        calls = 0
-        t0 = time.perf_counter()
-        while True:
-            loop()
-            calls += 1
-            el = time.perf_counter() - t0
-            if el >= min_time:
-                return calls * m / el
-    finally:
-        if was:
-            gc.enable()
 
 
 def _median_time(fn: Callable[[], object], reps: int) -> float:
@@ -447,8 +412,6 @@ def print_eval(res: dict) -> None:
 
 # =========================================================================== main
 
-def _int_list(text: str) -> List[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv=None):

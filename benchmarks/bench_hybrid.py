@@ -27,12 +27,10 @@ calls, interleaved, median of ``--reps`` passes.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _data  # noqa: E402
+from _report import git_state, log, median as _median, rate as _rate  # noqa: E402
 from compare_peers import machine_info  # noqa: E402
 
 M = 16
@@ -52,26 +51,10 @@ KINDS = ("polysemous", "monosemous")
 ALPHAS = (0.3, 0.5, 0.7)
 
 
-def log(msg: str = "") -> None:
-    print(msg, flush=True)
 
 
-def git_state() -> dict:
-    """The commit the numbers belong to, and whether src/ had uncommitted changes."""
-    import subprocess
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return {"commit": head or "?", "src_dirty": bool(dirty)}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "?", "src_dirty": None}
 
 
-def _median(xs):
-    return float(statistics.median(xs)) if xs else float("nan")
 
 
 def _fmt(x, spec="{:.3f}", none="-"):
@@ -163,22 +146,6 @@ def baseline_table(baseline: dict) -> Dict[str, Dict[str, dict]]:
 
 # --------------------------------------------------------------------------- run
 
-def _rate(loop: Callable[[], None], m: int, min_time: float) -> float:
-    gc.collect()
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        calls = 0
-        t0 = time.perf_counter()
-        while True:
-            loop()
-            calls += 1
-            el = time.perf_counter() - t0
-            if el >= min_time:
-                return calls * m / el
-    finally:
-        if was:
-            gc.enable()
 
 
 def run(args) -> dict:
