@@ -413,3 +413,79 @@ class TestLazyRows:
         with vjson.open(path) as db:
             assert db.get_metadata("r8") == {"i": -8} and db.get_metadata("r9") == {"i": 99}
             assert db.get("r50").text == "text 50" and db.count({"i": {"$lt": 0}}) == 1
+
+
+class TestVectorStorage:
+    def test_cosine_vectors_come_back_unit_length(self, tmp_path):
+        data = clustered(50, DIM, 20) * 3
+        with vjson.VectorDB(tmp_path / "db", dimension=DIM) as db:  # cosine, the default
+            db.insert_batch(ids(50), data)
+            got = db.get("r7").vector
+            np.testing.assert_allclose(got, data[7] / np.linalg.norm(data[7]), rtol=1e-6, atol=1e-7)
+            hit = db.search(data[7] * 10, k=1, include=["vector"])[0]
+            assert hit.id == "r7" and hit.distance == pytest.approx(0, abs=1e-5)
+            np.testing.assert_array_equal(hit.vector, got)
+
+    def test_each_vector_is_stored_once(self, tmp_path):
+        path = tmp_path / "db"
+        with vjson.VectorDB(path, dimension=128, metric="l2") as db:
+            db.insert_batch(ids(3000), clustered(3000, 128, 21))
+            db.flush()
+            graph = path / db._manifest["graph"]
+        # the graph file holds links (and two 64 KiB-aligned sections), not a second copy of 512-byte rows
+        assert graph.stat().st_size < 2 * 65536 + 3000 * 200
+        assert os.path.getsize(path / "vectors-0.f32") == 3000 * 512
+
+    def test_growing_vector_file_while_threads_search(self, tmp_path):
+        """Each growth of the vector file moves its mapping; searches never see a stale one."""
+        import threading
+
+        data = clustered(12_000, 64, 22)
+        with vjson.VectorDB(tmp_path / "db", dimension=64, metric="l2", durability="flush") as db:
+            db.insert_batch(ids(200), data[:200])
+            stop = threading.Event()
+            errors: list = []
+
+            def reader() -> None:
+                while not stop.is_set():
+                    try:
+                        hit = db.search(data[150], k=1)[0]
+                        if hit.id != "r150":
+                            errors.append(hit.id)
+                    except Exception as exc:  # noqa: BLE001 - reported below
+                        errors.append(repr(exc))
+
+            threads = [threading.Thread(target=reader) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for start in range(200, 12_000, 200):  # 1 MiB holds 4,096 rows of 256 B: it grows twice
+                db.insert_batch(ids(200, start), data[start:start + 200])
+            stop.set()
+            for t in threads:
+                t.join()
+            assert errors == []
+            assert db.search(data[11_999], k=1)[0].id == "r11999"
+
+    def test_format_1_database_opens_and_compact_upgrades_it(self, tmp_path):
+        """A database whose graph keeps its own vectors (format 1) still works; compact moves it to format 2."""
+        import orjson
+
+        path = tmp_path / "db"
+        data = clustered(300, DIM, 23) + 2
+        vjson.VectorDB(path, dimension=DIM).close()
+        manifest = orjson.loads((path / "MANIFEST.json").read_bytes())
+        manifest.update(format=1, external_vectors=False)
+        (path / "MANIFEST.json").write_bytes(orjson.dumps(manifest))
+        with vjson.VectorDB(path) as db:
+            assert not db._gen.graph.external_vectors
+            db.insert_batch(ids(300), data)
+            np.testing.assert_array_equal(db.get("r3").vector, data[3])  # format 1 kept vectors as given
+        with vjson.open(path) as db:
+            assert db._manifest["format"] == 1 and not db._gen.graph.external_vectors
+            assert db.search(data[42], k=1)[0].id == "r42"
+            db.compact()
+            assert db._manifest["format"] == 2 and db._gen.graph.external_vectors
+        with vjson.open(path) as db:
+            assert db._gen.graph.external_vectors and len(db) == 300
+            assert db.search(data[42], k=1)[0].id == "r42"
+            np.testing.assert_allclose(db.get("r3").vector, data[3] / np.linalg.norm(data[3]), rtol=1e-6)

@@ -277,6 +277,23 @@ def brute_force_knn(data, queries, int k=10, str metric="l2", num_threads=None):
     return ids, dists
 
 
+def normalise(vectors):
+    """Rows scaled to unit length, as the index stores them under "cosine":
+    a new (n, dim) float32 array (a zero row raises InvalidVectorError)."""
+    array = np.asarray(vectors)
+    # (no negative indexes here: this module is compiled with wraparound=False)
+    matrix = as_matrix(array, array.shape[array.ndim - 1] if array.ndim else 0)
+    check_rows(matrix, METRIC_COSINE)
+    out = np.empty_like(matrix)
+    cdef const float[:, ::1] src = matrix
+    cdef float[:, ::1] dst = out
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(src.shape[0]):
+            normalise_into(&src[i, 0], &dst[i, 0], src.shape[1])
+    return out
+
+
 def _normalised(matrix):
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1
@@ -370,15 +387,23 @@ cdef class HNSWIndex:
     "ip"). Capacity grows on demand. Searches run in parallel from many Python
     threads; inserts, deletes and saves take the index exclusively for short
     chunks, so searches interleave with a long insert.
+
+    With ``external_vectors=True`` the index keeps only the graph: node i's
+    vector is row i of a float32 array the owner attaches with
+    :meth:`attach_vectors` (and re-attaches when it moves), and rows are
+    linked with :meth:`add_stored`. Labels are then row numbers. This is how
+    the database stores each vector once, in its memory-mapped vector file.
     """
 
     cdef Graph *g
+    cdef const float[:, ::1] _attached  # keeps the attached rows' buffer alive
     cdef public size_t exact_limit
     cdef size_t _ef_search
     cdef uint64_t _seed
 
     def __cinit__(self, int dim, str metric="l2", int M=16, int ef_construction=200,
-                  size_t capacity=1024, uint64_t seed=100, int ef_search=64):
+                  size_t capacity=1024, uint64_t seed=100, int ef_search=64,
+                  bint external_vectors=False):
         if dim <= 0 or dim > 65536:
             raise InvalidInputError(f"dim must be in [1, 65536], got {dim}")
         if metric not in _METRICS:
@@ -389,7 +414,7 @@ cdef class HNSWIndex:
             raise InvalidInputError(f"ef_construction must be positive, got {ef_construction}")
         if ef_search < 1:
             raise InvalidInputError(f"ef_search must be positive, got {ef_search}")
-        self.g = new_graph(dim, _METRICS[metric], M, ef_construction, seed)
+        self.g = new_graph(dim, _METRICS[metric], M, ef_construction, seed, external_vectors)
         if self.g == NULL:
             raise MemoryError()
         self._ef_search = ef_search
@@ -407,6 +432,13 @@ cdef class HNSWIndex:
         if self.g == NULL:
             raise DatabaseClosedError("the index is closed")
         return self.g
+
+    cdef inline Graph *readable_graph(self) except NULL:
+        """The graph, once its vectors are reachable (external ones attached)."""
+        cdef Graph *g = self.open_graph()
+        if g.count > 0 and g.vectors == NULL:
+            raise InvalidInputError("attach_vectors() first: this index reads its vectors from an array")
+        return g
 
     # ---- settings and counts
     @property
@@ -495,6 +527,7 @@ cdef class HNSWIndex:
             vj_rw_unlock(&g.rw)
         self.g = NULL
         free_graph(g)
+        self._attached = None  # lets the owner unmap its vectors
 
     def resize(self, size_t capacity):
         """Reserve room for `capacity` nodes (never shrinks)."""
@@ -517,6 +550,8 @@ cdef class HNSWIndex:
         chunks, so concurrent searches wait at most one chunk.
         """
         cdef Graph *g = self.open_graph()
+        if g.external_vectors:
+            raise InvalidInputError("this index reads its vectors from an attached array: use add_stored()")
         matrix = as_matrix(vectors, g.dim)
         keys = as_labels(labels, matrix.shape[0])
         check_rows(matrix, g.metric)
@@ -528,10 +563,80 @@ cdef class HNSWIndex:
             keep = np.sort(keys.shape[0] - 1 - last_rev)
             matrix = matrix[keep]
             keys = keys[keep]
+        cdef const float[:, ::1] rows = matrix
+        self.insert(&rows[0, 0], keys, num_threads)
+
+    def attach_vectors(self, vectors):
+        """Point an external-vectors index at its rows: a C-contiguous float32
+        (rows, dim) array, used in place (no copy) and kept alive by the index.
+
+        Call again whenever the array moves (a memory map that grew); it must
+        hold at least every node's row. Searches running meanwhile finish on
+        the old array first. Under "cosine" the rows must be unit vectors.
+        """
+        cdef Graph *g = self.open_graph()
+        cdef const float[:, ::1] view
+        if not g.external_vectors:
+            raise InvalidInputError("this index keeps its vectors in its records; "
+                                    "create it with external_vectors=True to attach an array")
+        try:
+            view = vectors
+        except (TypeError, ValueError, BufferError) as exc:
+            raise InvalidVectorError(f"attached vectors must be a C-contiguous float32 2-D array ({exc})") from None
+        if <size_t> view.shape[1] != g.dim:
+            raise DimensionMismatchError(f"attached vectors have dimension {view.shape[1]}, the index {g.dim}")
+        cdef size_t rows = view.shape[0]
+        cdef char *base = <char *> &view[0, 0] if rows > 0 else NULL
+        with nogil:
+            vj_write_lock(&g.rw)
+            if rows >= g.count:
+                g.vectors = base
+                g.vector_rows = rows
+            vj_rw_unlock(&g.rw)
+        if rows < g.count:
+            raise InvalidInputError(f"the attached array holds {rows} rows, the index {g.count} nodes")
+        self._attached = view  # only now may the previous array go
+
+    @property
+    def external_vectors(self):
+        """True when vectors live in an attached array rather than in the index."""
+        return bool(self.open_graph().external_vectors)
+
+    def add_stored(self, labels, num_threads=None):
+        """Link rows of the attached array into the graph (external vectors).
+
+        Each label is a row number: either a node already present (re-linked,
+        for a row whose vector changed) or the next new node, so new rows come
+        in order with no gaps. Validated whole before anything changes.
+        """
+        cdef Graph *g = self.open_graph()
+        if not g.external_vectors:
+            raise InvalidInputError("add_stored() links attached rows; this index takes vectors with add()")
+        keys = as_labels(labels, -1)
+        if keys.shape[0] == 0:
+            return
+        _, first = np.unique(keys, return_index=True)
+        if first.shape[0] != keys.shape[0]:
+            keys = keys[np.sort(first)]
+        cdef size_t count = g.count
+        if int(keys.max()) >= g.vector_rows:
+            raise InvalidInputError(f"row {int(keys.max())} is past the attached array's {g.vector_rows} rows")
+        fresh = keys[keys >= count]
+        if not np.array_equal(fresh, np.arange(count, count + fresh.shape[0], dtype=np.uint64)):
+            raise InvalidInputError(f"new rows must follow the last node ({count}) in order, without gaps")
+        check_rows(np.asarray(self._attached)[keys.astype(np.intp)], g.metric)
+        if g.metric == METRIC_COSINE:
+            sq = np.einsum("ij,ij->i", *(2 * [np.asarray(self._attached)[keys.astype(np.intp)]]))
+            if not np.all(np.abs(sq - 1.0) < 1e-3):
+                raise InvalidVectorError("cosine rows of an attached array must be unit vectors (use normalise())")
+        self.insert(NULL, keys, num_threads)
+
+    cdef void insert(self, const float *rows, object keys, object num_threads) except *:
+        """Place and link a validated batch in chunks under the write lock."""
+        cdef Graph *g = self.g
         cdef int threads = _thread_count(num_threads)
         cdef size_t chunk = 256 * <size_t> threads
-        cdef size_t start = 0, total = matrix.shape[0]
-        cdef const float[:, ::1] rows = matrix
+        cdef size_t start = 0, total = keys.shape[0]
         cdef const uint64_t[::1] ids = keys
         cdef uint32_t *nodes = <uint32_t *> malloc(min(chunk, total) * sizeof(uint32_t))
         cdef Scratch **scratch = <Scratch **> calloc(threads, sizeof(Scratch *))
@@ -544,13 +649,15 @@ cdef class HNSWIndex:
             with nogil:
                 while start < total and rc == 0:
                     vj_write_lock(&g.rw)
-                    rc = add_chunk(g, &rows[0, 0], &ids[0], start, min(chunk, total - start),
+                    rc = add_chunk(g, rows, &ids[0], start, min(chunk, total - start),
                                    nodes, scratch, threads)
                     vj_rw_unlock(&g.rw)
                     start += chunk
         finally:
             free(nodes)
             free(scratch)
+        if rc == -2:
+            raise InvalidInputError("rows changed under a concurrent add_stored(); the batch was cut short")
         if rc != 0:
             raise MemoryError("out of memory while inserting")
 
@@ -578,9 +685,11 @@ cdef class HNSWIndex:
                     node = find_node(g, ids[i])
                     node_flags(g, node)[0] |= FLAG_DELETED
                     g.n_deleted += 1
-                    labelmap_erase(g.labels, g.label_slots, ids[i])
+                    if not g.labels_are_nodes:
+                        labelmap_erase(g.labels, g.label_slots, ids[i])
                     g.label_count -= 1
-                    push_free(g, <uint32_t> node)
+                    if not g.external_vectors:  # there a node is its vector's row: never reused
+                        push_free(g, <uint32_t> node)
             vj_rw_unlock(&g.rw)
         if missing >= 0:
             raise RecordNotFoundError(f"label {int(keys[missing])} is not in the index")
@@ -640,7 +749,7 @@ cdef class HNSWIndex:
     cdef Py_ssize_t knn_one(self, object query, size_t k, object ef_search, object allowed,
                             object allowed_count, uint64_t *labels, float *dists) except -1:
         """Validate one query and search it; returns how many results were written."""
-        cdef Graph *g = self.open_graph()
+        cdef Graph *g = self.readable_graph()
         cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
         cdef const float[::1] qv
         cdef Bitset bits
@@ -692,7 +801,7 @@ cdef class HNSWIndex:
         Runs across threads without the GIL. Rows with fewer than k results are
         padded with label ``NO_LABEL`` (2**64-1) and distance inf.
         """
-        cdef Graph *g = self.open_graph()
+        cdef Graph *g = self.readable_graph()
         cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
         k = _positive(k, "k")
         q = as_matrix(queries, g.dim, "queries")
@@ -756,7 +865,7 @@ cdef class HNSWIndex:
 
     def get_vectors(self, labels):
         """Stored vectors for labels, (n, dim) float32 (normalised under cosine)."""
-        cdef Graph *g = self.open_graph()
+        cdef Graph *g = self.readable_graph()
         keys = as_labels(labels, -1)
         out = np.empty((keys.shape[0], g.dim), dtype=np.float32)
         cdef const uint64_t[::1] ids = keys
@@ -835,7 +944,8 @@ cdef size_t _positive(object value, str name) except 0:
 
 # ---------------------------------------------------------------- graph lifecycle
 
-cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, uint64_t seed) noexcept:
+cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, uint64_t seed,
+                      bint external_vectors) noexcept:
     cdef Graph *g = <Graph *> calloc(1, sizeof(Graph))
     cdef size_t i
     if g == NULL:
@@ -847,8 +957,14 @@ cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, 
     g.ef_construction = ef_construction
     g.level_mult = 1.0 / log(<double> M)
     g.rng = seed
-    g.vec_offset = round_up(OFF_LINKS + (g.M0 + 1) * sizeof(uint32_t), 32)
-    g.record_size = round_up(g.vec_offset + dim * sizeof(float), 32)
+    g.external_vectors = external_vectors
+    if external_vectors:
+        g.vec_offset = 0
+        g.record_size = round_up(OFF_LINKS + (g.M0 + 1) * sizeof(uint32_t), 16)
+    else:
+        g.vec_offset = round_up(OFF_LINKS + (g.M0 + 1) * sizeof(uint32_t), 32)
+        g.record_size = round_up(g.vec_offset + dim * sizeof(float), 32)
+    g.vec_stride = dim * sizeof(float) if external_vectors else g.record_size
     g.entry_point = -1
     g.max_level = -1
     g.labels_are_nodes = True
@@ -908,6 +1024,15 @@ cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t star
     cdef int64_t node
     cdef int level, t, rc = 0
     cdef InsertJob job
+    cdef uint64_t expected = g.count
+    if g.external_vectors:  # checked again under the lock: rows exist, new ones in order
+        for i in range(start, start + n):
+            if ids[i] >= g.vector_rows:
+                return -2
+            if ids[i] >= g.count and find_node(g, ids[i]) < 0:
+                if ids[i] != expected:
+                    return -2
+                expected += 1
     # room first, so nothing below can fail half-way
     for i in range(start, start + n):
         if find_node(g, ids[i]) < 0:
@@ -915,12 +1040,17 @@ cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t star
     needed = g.count + (fresh - g.n_free if fresh > g.n_free else 0)
     if needed > g.capacity and grow_nodes(g, max(needed, 2 * g.capacity)) != 0:
         return -1
-    if grow_labels(g, g.label_count + fresh) != 0:
+    if not g.labels_are_nodes and grow_labels(g, g.label_count + fresh) != 0:
         return -1
     for i in range(start, start + n):
         node = find_node(g, ids[i])
         if node < 0:
-            if g.n_free > 0:  # reuse a deleted slot: re-linked like an update
+            if g.labels_are_nodes and ids[i] < g.count:
+                node = <int64_t> ids[i]  # a deleted label comes back to its own node
+                take_free(g, <uint32_t> node)
+                node_flags(g, node)[0] &= ~(<uint32_t> FLAG_DELETED)
+                g.n_deleted -= 1
+            elif g.n_free > 0:  # reuse a deleted slot: re-linked like an update
                 g.n_free -= 1
                 node = g.free_nodes[g.n_free]
                 node_flags(g, node)[0] &= ~(<uint32_t> FLAG_DELETED)
@@ -932,11 +1062,15 @@ cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t star
                     return -1
                 g.count += 1
             (<uint64_t *> node_record(g, node))[0] = ids[i]
-            if ids[i] != <uint64_t> node:
-                g.labels_are_nodes = False
-            labelmap_put(g.labels, g.label_slots, ids[i], <uint64_t> node)
+            if g.labels_are_nodes and ids[i] != <uint64_t> node:
+                if leave_identity_labels(g, g.label_count + fresh) != 0:
+                    return -1
+            if not g.labels_are_nodes:
+                labelmap_put(g.labels, g.label_slots, ids[i], <uint64_t> node)
             g.label_count += 1
-        if g.metric == METRIC_COSINE:
+        if g.external_vectors:
+            pass  # the caller's array already holds row `node`
+        elif g.metric == METRIC_COSINE:
             normalise_into(rows + i * g.dim, node_vector(g, node), g.dim)
         else:
             memcpy(node_vector(g, node), rows + i * g.dim, g.dim * sizeof(float))
@@ -961,6 +1095,15 @@ cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t star
             scratch_release(g, scratch[t])
             scratch[t] = NULL
     return rc
+
+cdef void take_free(Graph *g, uint32_t node) noexcept nogil:
+    """Remove node from the free-slot list, if it is there."""
+    cdef size_t i
+    for i in range(g.n_free):
+        if g.free_nodes[i] == node:
+            g.free_nodes[i] = g.free_nodes[g.n_free - 1]
+            g.n_free -= 1
+            return
 
 cdef int place_new_node(Graph *g, size_t node, int level) noexcept nogil:
     cdef char *record = node_record(g, node)

@@ -4,6 +4,9 @@
 #   [u64 label][u32 flags][u32 n_links][u32 links[M0]] pad [f32 vector[dim]] pad
 # The vector sits beside the links that lead away from it, so expanding a node
 # touches one record. Saved files hold this block verbatim and map it back.
+# With external vectors (the database's mode) records stop after the links and
+# node i's vector is row i of an array the owner attaches (the database's
+# memory-mapped vector file), so vectors are stored once, on disk and in RAM.
 # Upper levels (few nodes) hold, per node, `level` lists of [u32 n][u32 links[M]].
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
@@ -56,7 +59,11 @@ cdef struct Graph:
     uint64_t rng           # level draws; one sequence per index, so builds replay
 
     size_t record_size
-    size_t vec_offset
+    size_t vec_offset      # where the vector sits in a record (0 with external vectors)
+    char *vectors          # node i's vector is at vectors + i * vec_stride
+    size_t vec_stride
+    bint external_vectors  # vectors live in an attached array, not in the records
+    size_t vector_rows     # rows of the attached array
     size_t capacity        # nodes the level-0 block can hold
     size_t count           # nodes ever allocated (live, deleted or reusable)
     size_t n_deleted
@@ -74,7 +81,7 @@ cdef struct Graph:
     size_t labels_bytes
     bint labels_from_file
 
-    bint labels_are_nodes  # every node's label is its id: bitsets index nodes directly
+    bint labels_are_nodes  # every node's label is its id: no label table, bitsets index nodes
     uint32_t *free_nodes   # deleted nodes whose slots a new label may take
     size_t n_free
     size_t free_capacity

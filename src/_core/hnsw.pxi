@@ -8,7 +8,13 @@ cdef inline char *node_record(const Graph *g, size_t node) noexcept nogil:
     return g.level0 + node * g.record_size
 
 cdef inline float *node_vector(const Graph *g, size_t node) noexcept nogil:
-    return <float *> (g.level0 + node * g.record_size + g.vec_offset)
+    return <float *> (g.vectors + node * g.vec_stride)
+
+cdef inline void point_at_records(Graph *g) noexcept nogil:
+    """With vectors inside the records, follow the level-0 block wherever it moves."""
+    if not g.external_vectors:
+        g.vectors = g.level0 + g.vec_offset
+        g.vec_stride = g.record_size
 
 cdef inline uint64_t node_label(const Graph *g, size_t node) noexcept nogil:
     return (<uint64_t *> (g.level0 + node * g.record_size + OFF_LABEL))[0]
@@ -99,6 +105,7 @@ cdef int grow_nodes(Graph *g, size_t capacity) noexcept nogil:
     g.level0_bytes = nbytes if nbytes > 0 else 1
     g.level0_from_file = False
     g.capacity = capacity
+    point_at_records(g)
     return 0
 
 cdef int grow_labels(Graph *g, size_t needed) noexcept nogil:
@@ -125,8 +132,37 @@ cdef int grow_labels(Graph *g, size_t needed) noexcept nogil:
     g.labels_from_file = False
     return 0
 
+cdef int leave_identity_labels(Graph *g, size_t needed) noexcept nogil:
+    """Start keeping a label table (a label is about to differ from its node). -1 on OOM.
+
+    Built afresh from the live nodes: a table loaded with the file may be stale."""
+    cdef size_t slots = LABELMAP_MIN_SLOTS, node
+    cdef LabelSlot *table
+    while needed * 2 > slots:
+        slots *= 2
+    table = <LabelSlot *> map_anonymous(slots * sizeof(LabelSlot))
+    if table == NULL:
+        return -1
+    for node in range(slots):
+        table[node].key = LABEL_EMPTY
+        table[node].value = 0
+    for node in range(g.count):
+        if not node_deleted(g, node):
+            labelmap_put(table, slots, node_label(g, node), <uint64_t> node)
+    munmap(g.labels, g.labels_bytes)
+    g.labels = table
+    g.label_slots = slots
+    g.labels_bytes = slots * sizeof(LabelSlot)
+    g.labels_from_file = False
+    g.labels_are_nodes = False
+    return 0
+
 cdef inline int64_t find_node(const Graph *g, uint64_t label) noexcept nogil:
     """The node holding label, or -1 (also for a table entry pointing out of range)."""
+    if g.labels_are_nodes:
+        if label < g.count and not node_deleted(g, label):
+            return <int64_t> label
+        return -1
     cdef Py_ssize_t slot = labelmap_find(g.labels, g.label_slots, label)
     if slot < 0 or g.labels[slot].value >= g.count:
         return -1

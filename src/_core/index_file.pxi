@@ -5,14 +5,16 @@
 # The level-0 records and the label table start on 64 KiB boundaries (a
 # multiple of every common page size) and load by mmap (MAP_PRIVATE: edits
 # after loading stay in memory), so opening costs the same for ten vectors or
-# ten million. The upper lists (about 1/M of the nodes) and the free-slot list
+# ten million. With external vectors (format 2) the records hold no vectors:
+# the owner attaches them after loading. While every label is its node's id
+# the label table is written empty. The upper lists (about 1/M of the nodes) and the free-slot list
 # are small and parsed with full validation. Every section has a checksum;
 # the header's own checksum covers its first 248 bytes.
 
 import struct as _struct
 
 _MAGIC = b"VJHNSW\x00\x01"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: external vectors, identity labels without a table
 _SECTION_ALIGN = 65536
 _HEADER_SIZE = 256
 _HEADER_FIELDS = (
@@ -24,7 +26,7 @@ _HEADER_FIELDS = (
     ("labels_offset", "Q"), ("labels_bytes", "Q"), ("labels_hash", "Q"),
     ("upper_offset", "Q"), ("upper_bytes", "Q"), ("upper_hash", "Q"),
     ("free_offset", "Q"), ("free_bytes", "Q"), ("free_hash", "Q"),
-    ("labels_are_nodes", "I"),
+    ("labels_are_nodes", "I"), ("external_vectors", "I"),
 )
 _HEADER = _struct.Struct("<" + "".join(f for _, f in _HEADER_FIELDS))
 _HEADER_HASHED = _HEADER_SIZE - 8
@@ -73,21 +75,23 @@ cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
         "ef_construction": g.ef_construction, "record_size": g.record_size,
         "vec_offset": g.vec_offset, "max_level": g.max_level, "entry_point": g.entry_point,
         "count": g.count, "n_deleted": g.n_deleted, "label_count": g.label_count, "rng": g.rng,
-        "labels_are_nodes": int(g.labels_are_nodes),
+        "labels_are_nodes": int(g.labels_are_nodes), "external_vectors": int(g.external_vectors),
     }
+    # identity labels need no table: write an empty one of the minimum size
+    labels = (bytes(raw_view(g.labels, g.label_slots * sizeof(LabelSlot))) if not g.labels_are_nodes
+              else (b"\xff" * 8 + b"\0" * 8) * LABELMAP_MIN_SLOTS)
     fields["level0_offset"] = _SECTION_ALIGN
     fields["level0_bytes"] = level0_bytes
     fields["labels_offset"] = _align(_SECTION_ALIGN + level0_bytes)
-    fields["labels_bytes"] = g.label_slots * sizeof(LabelSlot)
+    fields["labels_bytes"] = len(labels)
     fields["upper_offset"] = fields["labels_offset"] + fields["labels_bytes"]
     fields["upper_bytes"] = len(upper)
     fields["free_offset"] = fields["upper_offset"] + len(upper)
     fields["free_bytes"] = len(free_list)
     with nogil:
         h0 = section_hash(g.level0, level0_bytes)
-        h1 = section_hash(g.labels, g.label_slots * sizeof(LabelSlot))
     fields["level0_hash"] = h0
-    fields["labels_hash"] = h1
+    fields["labels_hash"] = _checksum_bytes(labels)
     fields["upper_hash"] = _checksum_bytes(upper)
     fields["free_hash"] = _checksum_bytes(free_list)
     head = _HEADER.pack(*(fields[name] for name, _ in _HEADER_FIELDS))
@@ -101,7 +105,7 @@ cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
             f.seek(fields["level0_offset"])
             f.write(raw_view(g.level0, level0_bytes))
             f.seek(fields["labels_offset"])
-            f.write(raw_view(g.labels, fields["labels_bytes"]))
+            f.write(labels)
             f.write(upper)
             f.write(free_list)
             f.flush()
@@ -160,8 +164,16 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
         bad("invalid parameters in header")
     if h["M0"] != 2 * h["M"] or h["ef_construction"] < 1:
         bad("invalid link limits in header")
-    vec_offset = round_up(OFF_LINKS + (h["M0"] + 1) * 4, 32)
-    if h["vec_offset"] != vec_offset or h["record_size"] != round_up(vec_offset + 4 * h["dim"], 32):
+    if h["external_vectors"] not in (0, 1) or h["labels_are_nodes"] not in (0, 1):
+        bad("invalid flags in header")
+    if h["external_vectors"]:
+        vec_offset, record_size = 0, round_up(OFF_LINKS + (h["M0"] + 1) * 4, 16)
+        if not h["labels_are_nodes"]:
+            bad("external vectors need every label to be its node")
+    else:
+        vec_offset = round_up(OFF_LINKS + (h["M0"] + 1) * 4, 32)
+        record_size = round_up(vec_offset + 4 * h["dim"], 32)
+    if h["vec_offset"] != vec_offset or h["record_size"] != record_size:
         bad("record layout does not match the parameters")
     count = h["count"]
     if count >= 0xFFFFFFFF or h["n_deleted"] > count or h["label_count"] != count - h["n_deleted"]:
@@ -172,7 +184,7 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
         bad("invalid max level")
     slots = h["labels_bytes"] // sizeof(LabelSlot)
     if (h["labels_bytes"] % sizeof(LabelSlot) or slots < LABELMAP_MIN_SLOTS or slots & (slots - 1)
-            or h["label_count"] * 2 > slots):
+            or h["label_count"] * 2 > slots and not h["labels_are_nodes"]):
         bad("invalid label table size")
     if h["level0_bytes"] != count * h["record_size"] or h["free_bytes"] % 4 or h["upper_bytes"] % 4:
         bad("section sizes do not match the counts")
@@ -208,7 +220,7 @@ cdef object read_index_file(str path, bint verify, object ef_search):
         if _checksum_bytes(upper) != h["upper_hash"] or _checksum_bytes(free_list) != h["free_hash"]:
             raise CorruptionError(f"{path}: checksum mismatch in the upper-level or free-slot section")
         index = HNSWIndex(h["dim"], _METRIC_NAMES[h["metric"]], h["M"], h["ef_construction"],
-                          capacity=0, ef_search=ef_search)
+                          capacity=0, ef_search=ef_search, external_vectors=h["external_vectors"] == 1)
         attach_sections(index, path, f.fileno(), h, upper, free_list, verify)
     return index
 
@@ -230,6 +242,7 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
         g.level0_bytes = h["level0_bytes"]
         g.level0_from_file = True
         g.count = count  # from here on free_graph releases what is attached
+        point_at_records(g)
     munmap(g.labels, g.labels_bytes)
     g.labels = <LabelSlot *> map_section(path, fd, h["labels_offset"], h["labels_bytes"])
     g.labels_bytes = h["labels_bytes"]

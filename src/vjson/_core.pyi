@@ -40,6 +40,9 @@ def brute_force_knn(
     Rows with fewer than k results are padded with id -1 and distance inf.
     """
 
+def normalise(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Rows scaled to unit length, as stored under "cosine" (a zero row raises)."""
+
 def _kernel_distance(a: npt.ArrayLike, b: npt.ArrayLike, metric: str = "l2") -> float: ...
 def _checksum(data: bytes | bytearray | memoryview, seed: int = 0) -> int: ...
 
@@ -84,7 +87,15 @@ class HNSWIndex:
         capacity: int = 1024,
         seed: int = 100,
         ef_search: int = 64,
+        external_vectors: bool = False,
     ) -> None: ...
+    @property
+    def external_vectors(self) -> bool:
+        """True when node i's vector is row i of an attached array."""
+    def attach_vectors(self, vectors: npt.NDArray[np.float32]) -> None:
+        """Point an external-vectors index at its rows (used in place; re-attach when they move)."""
+    def add_stored(self, labels: npt.ArrayLike, num_threads: int | None = None) -> None:
+        """Link attached rows: existing nodes or the next new ones, in order."""
     @property
     def dim(self) -> int: ...
     @property

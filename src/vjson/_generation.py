@@ -87,7 +87,12 @@ class Generation:
         self._row_text = row_text
         self._ids = ids
         self.metadata = metadata
-        self._resources: list[Any] = [vectors, graph, text]  # what closes with this generation
+        if graph.external_vectors:  # the graph reads row i of the vector file as node i
+            vectors.on_remap = graph.attach_vectors
+            if vectors.capacity_rows() > 0:
+                graph.attach_vectors(vectors.view(vectors.capacity_rows()))
+        # What closes with this generation; the graph first, as it maps the vectors.
+        self._resources: list[Any] = [graph, vectors, text]
         self.vector_crcs = vector_crcs
         self.filter_lock = threading.Lock()  # the filter index is not thread-safe
         self.metadata_version = 0  # bumped by every change of the filter index
@@ -104,6 +109,13 @@ class Generation:
     @text.setter
     def text(self, value: TextIndex | None) -> None:
         self._resources[2] = value
+
+    def link(self, vectors: np.ndarray, rows: np.ndarray) -> None:
+        """Add rows (already written to the vector file as `vectors`) to the graph."""
+        if self.graph.external_vectors:
+            self.graph.add_stored(rows)
+        else:  # a database from before format 2: the graph keeps its own copy
+            self.graph.add(vectors, rows)
 
     # ------------------------------------------------------------------ lazily built state
 

@@ -70,7 +70,11 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
             seq, replayed, touched, added = _replay(record_log, vectors, row_ids, row_meta, row_text, ids, seq)
             if added:
                 rows = np.concatenate(added)
-                graph.add(vectors.view(int(rows[-1]) + 1)[rows], rows)
+                if graph.external_vectors:
+                    graph.attach_vectors(vectors.view(vectors.capacity_rows()))
+                    graph.add_stored(rows)
+                else:
+                    graph.add(vectors.view(int(rows[-1]) + 1)[rows], rows)
             live_bits = None
         if ids is None and live_bits is None:  # no checkpoint and no log: a new database
             ids = {}
@@ -94,8 +98,11 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
 def _open_graph(path: Path, m: dict, ef_search: int, max_elements: int | None) -> _core.HNSWIndex:
     if m["graph"] is None:
         return _core.HNSWIndex(m["dimension"], m["metric"], m["M"], m["ef_construction"],
-                               capacity=max_elements or 1024, ef_search=ef_search)
+                               capacity=max_elements or 1024, ef_search=ef_search,
+                               external_vectors=m.get("external_vectors", False))
     graph = _core.HNSWIndex.load(path / m["graph"], ef_search=ef_search)
+    if graph.external_vectors != m.get("external_vectors", False):
+        raise CorruptionError(f"{path / m['graph']}: its vector layout disagrees with the manifest")
     if len(graph) != m["rows"] or graph.dim != m["dimension"]:
         raise CorruptionError(f"{path / m['graph']}: holds {len(graph)} vectors of dimension {graph.dim}, "
                               f"the manifest says {m['rows']} of {m['dimension']}")

@@ -71,7 +71,7 @@ from vjson.validation import (
 
 log = logging.getLogger("vjson")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the graph reads vectors from the vector file (cosine rows stored unit-length)
 MANIFEST = "MANIFEST.json"
 METRICS = ("cosine", "l2", "ip")
 DURABILITY = ("sync", "flush")
@@ -88,6 +88,12 @@ class VectorDB:
     tokenizer="en_stem")`` creates the folder (``dimension`` required) or opens
     an existing database, whose stored settings then win; a conflicting
     ``dimension`` or ``metric`` raises :class:`InvalidInputError`.
+
+    Metrics: ``"cosine"`` (distance 1 - cosine similarity), ``"ip"`` (1 - dot
+    product) and ``"l2"`` (squared Euclidean). Under ``"cosine"`` vectors are
+    stored scaled to unit length, as hnswlib and Qdrant do: ``get()`` and
+    ``include=["vector"]`` return the unit vector. Each vector is stored once,
+    in a memory-mapped file the graph reads in place.
 
     Durability: with ``"sync"`` (default) every write call that returns has
     been fsynced: it survives a killed process and a power loss. With
@@ -167,6 +173,7 @@ class VectorDB:
             "ef_construction": ef_construction, "tokenizer": tokenizer,
             "generation": 0, "checkpoint": 0, "vectors": "vectors-0.f32", "text": "text-0",
             "log": "log-0.vjl", "snapshot": None, "graph": None, "filters": None, "rows": 0, "seq": 0,
+            "external_vectors": True,
         }
         (self.path / "vectors-0.f32").touch()
         (self.path / "log-0.vjl").touch()
@@ -322,12 +329,14 @@ class VectorDB:
         with self._write_lock:
             gen = self._check_writable()
             row0 = len(gen.row_ids)
+            if gen.graph.external_vectors and self.metric == "cosine":
+                matrix = _core.normalise(matrix)  # stored as searched: unit length
             gen.vectors.write(row0, matrix)
             self._commit({"op": "put", "row": row0, "ids": ids, "meta": metas, "text": txts,
                           "crc": zlib.crc32(matrix.data)})
             rows, dead = gen.append_rows(ids, metas, txts)
             # Build the new rows beside the visible ones, publish, then retire.
-            gen.graph.add(matrix, rows)
+            gen.link(matrix, rows)
             with gen.filter_lock:
                 gen.metadata.set_many(rows, metas if metas is not None else [None] * len(ids))
                 gen.metadata_version += 1
@@ -625,7 +634,8 @@ class VectorDB:
         atomic_write(self.path / names["filters"], dump.getvalue())
         (self.path / names["log"]).touch()
         m.update(names, checkpoint=c, generation=gen.number, rows=rows, seq=self._seq,
-                 snapshot_bytes=snapshot_bytes)
+                 snapshot_bytes=snapshot_bytes, external_vectors=gen.graph.external_vectors,
+                 format=FORMAT_VERSION if gen.graph.external_vectors else m["format"])
         try:
             atomic_write(self.path / MANIFEST, orjson.dumps(m, option=orjson.OPT_INDENT_2))
         except StorageError as exc:
@@ -675,14 +685,17 @@ class VectorDB:
             gen: Generation | None = None
             try:
                 for start in range(0, len(live), 65536):
-                    vectors.write(start, old.vectors.read(live[start:start + 65536]))
+                    block = old.vectors.read(live[start:start + 65536])
+                    # (a database from before format 2 keeps cosine rows as given)
+                    vectors.write(start, _core.normalise(block) if self.metric == "cosine" else block)
                 vectors.sync()
                 vectors.durable = self._durable
                 graph = _core.HNSWIndex(self.dimension, self.metric, self._manifest["M"],
                                         self._manifest["ef_construction"], capacity=max(len(live), 16),
-                                        ef_search=self._ef_search)
+                                        ef_search=self._ef_search, external_vectors=True)
                 if len(live):
-                    graph.add(vectors.view(len(live)), np.arange(len(live), dtype=np.uint64))
+                    graph.attach_vectors(vectors.view(vectors.capacity_rows()))
+                    graph.add_stored(np.arange(len(live), dtype=np.uint64))
                 row_ids = [old.row_ids[r] for r in live]
                 row_meta = [old.row_meta[r] for r in live]
                 row_text = [old.row_text[r] for r in live]

@@ -17,7 +17,7 @@ import mmap
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +222,10 @@ class VectorFile:
             self._fd = open_existing(path, os.O_RDONLY if read_only else os.O_RDWR)
         self.file_size = os.fstat(self._fd).st_size
         self._map: mmap.mmap | None = None
+        # Told the new rows whenever the mapping moves: a graph reading its
+        # vectors from this file re-attaches (an old mapping lives on while
+        # anything still holds a view of it).
+        self.on_remap: Callable[[np.ndarray], None] | None = None
         self._remap()
 
     def _remap(self) -> None:
@@ -233,6 +237,8 @@ class VectorFile:
             self._map = None
         if self.file_size > 0:
             self._map = mmap.mmap(self._fd, self.file_size, prot=mmap.PROT_READ)
+            if self.on_remap is not None:
+                self.on_remap(self.view(self.capacity_rows()))
 
     def refresh(self) -> None:
         """Pick up growth by another process (read-only openers)."""

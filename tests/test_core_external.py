@@ -1,0 +1,221 @@
+"""External vectors (the graph reads row i of an attached array as node i) and
+identity labels (no label table while every label is its node's id)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import vjson
+from conftest import clustered, recall_at_k
+
+
+def external(data: np.ndarray, metric: str = "l2", **kw) -> vjson.HNSWIndex:
+    index = vjson.HNSWIndex(data.shape[1], metric, external_vectors=True, **kw)
+    index.attach_vectors(data)
+    index.add_stored(np.arange(len(data)))
+    return index
+
+
+def test_external_index_finds_what_an_inline_one_finds():
+    data = clustered(3000, 24, 1)
+    queries = clustered(100, 24, 2)
+    inline = vjson.HNSWIndex(24, "l2", seed=5)
+    inline.add(data, np.arange(len(data)), num_threads=1)
+    ext = vjson.HNSWIndex(24, "l2", seed=5, external_vectors=True)
+    ext.attach_vectors(data)
+    ext.add_stored(np.arange(len(data)), num_threads=1)
+    # same data, seed and single-threaded build: the very same graph
+    np.testing.assert_array_equal(inline.search_batch(queries, 10)[0], ext.search_batch(queries, 10)[0])
+    truth, _ = vjson.brute_force_knn(data, queries, 10)
+    assert recall_at_k(ext.search_batch(queries, 10, ef_search=64)[0], truth) > 0.95
+    np.testing.assert_array_equal(ext.get_vectors([7, 8]), data[7:9])
+    ext.check()
+
+
+def test_vectors_are_read_in_place_not_copied():
+    data = clustered(500, 8, 3)
+    index = external(data)
+    target = data[123].copy()
+    data[123] = data[0] + 50  # the graph sees the change: it holds no copy
+    assert not np.array_equal(index.get_vectors([123])[0], target)
+    np.testing.assert_array_equal(index.get_vectors([123])[0], data[123])
+
+
+def test_cosine_rows_must_be_unit_length():
+    data = clustered(200, 16, 4)
+    index = vjson.HNSWIndex(16, "cosine", external_vectors=True)
+    index.attach_vectors(data)
+    with pytest.raises(vjson.InvalidVectorError, match="unit"):
+        index.add_stored(np.arange(200))
+    assert len(index) == 0
+    unit = vjson._core.normalise(data)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1, rtol=1e-6)
+    index.attach_vectors(unit)
+    index.add_stored(np.arange(200))
+    truth, _ = vjson.brute_force_knn(data, data[:20], 5, "cosine")
+    assert recall_at_k(index.search_batch(data[:20], 5)[0], truth) > 0.95
+
+
+def test_normalise_refuses_zero_and_nan_rows():
+    with pytest.raises(vjson.InvalidVectorError, match="zeros"):
+        vjson._core.normalise(np.zeros((2, 3), np.float32))
+    with pytest.raises(vjson.InvalidVectorError, match="NaN"):
+        vjson._core.normalise(np.array([[1, np.nan]], np.float32))
+    assert vjson._core.normalise(np.array([3, 4], np.float32)).tolist() == [[0.6000000238418579, 0.800000011920929]]
+
+
+def test_bad_use_is_refused_and_changes_nothing():
+    data = clustered(300, 8, 5)
+    index = external(data[:200])
+    with pytest.raises(vjson.InvalidInputError, match="add_stored"):
+        index.add(data[:5], np.arange(5))
+    with pytest.raises(vjson.InvalidInputError, match="past the attached"):
+        index.add_stored([200])  # the attached array has 200 rows
+    index.attach_vectors(data)
+    with pytest.raises(vjson.InvalidInputError, match="in order"):
+        index.add_stored([201])  # a gap: row 200 is next
+    with pytest.raises(vjson.InvalidInputError, match="in order"):
+        index.add_stored([201, 200])  # out of order
+    index.attach_vectors(data[:200])
+    with pytest.raises(vjson.InvalidInputError, match="rows"):
+        index.attach_vectors(data[:100])  # fewer rows than nodes
+    with pytest.raises(vjson.DimensionMismatchError):
+        index.attach_vectors(np.zeros((300, 9), np.float32))
+    with pytest.raises(vjson.InvalidVectorError):
+        index.attach_vectors(data[:, ::2].copy().astype(np.float64))
+    with pytest.raises(vjson.InvalidVectorError):
+        index.attach_vectors(np.asfortranarray(data))
+    assert len(index) == 200 and index.element_count == 200
+    np.testing.assert_array_equal(index.get_vectors([5]), data[5:6])  # still the first array
+    inline = vjson.HNSWIndex(8)
+    with pytest.raises(vjson.InvalidInputError, match="external_vectors"):
+        inline.attach_vectors(data)
+    with pytest.raises(vjson.InvalidInputError):
+        inline.add_stored([0])
+
+
+def test_rows_are_appended_and_relinked():
+    data = clustered(400, 8, 6)
+    index = external(data[:100])
+    index.attach_vectors(data)  # the array grew (a remapped file does this)
+    index.add_stored(np.arange(100, 400))
+    assert len(index) == 400
+    data[3] = data[399]  # a row rewritten in place and re-linked
+    index.add_stored([3])
+    found = set(index.search(data[399], 2)[0].tolist())
+    assert found == {3, 399}
+    index.check()
+
+
+def test_deleted_rows_are_never_reused_and_come_back_in_place():
+    data = clustered(300, 8, 7)
+    index = external(data)
+    index.delete(np.arange(0, 100))
+    assert len(index) == 200 and index.check()["reusable_slots"] == 0
+    assert not set(index.search_batch(data[:50], 10)[0].ravel().tolist()) & set(range(100))
+    index.add_stored([5, 6])  # revived on their own nodes
+    assert index.element_count == 300 and len(index) == 202
+    assert index.search(data[5], 1)[0][0] == 5
+    index.check()
+
+
+def test_save_and_load_need_the_vectors_attached(tmp_path):
+    data = clustered(1000, 12, 8)
+    index = external(data)
+    index.delete([10, 11])
+    path = tmp_path / "g.vjx"
+    index.save(path)
+    # the file holds links only: about (12 + 4 * (M0 + 1)) bytes per node, no vector
+    assert path.stat().st_size < 65536 * 2 + 1000 * (16 + 4 * 33) + 20_000
+    loaded = vjson.HNSWIndex.load(path, verify=True)
+    assert loaded.external_vectors and len(loaded) == 998
+    with pytest.raises(vjson.InvalidInputError, match="attach_vectors"):
+        loaded.search(data[0], 3)
+    loaded.attach_vectors(data)
+    np.testing.assert_array_equal(index.search_batch(data[:50], 5)[0], loaded.search_batch(data[:50], 5)[0])
+    loaded.check()
+
+
+def test_reattaching_while_threads_search():
+    """Searches running across a re-attach finish on the old array, then use the new one."""
+    data = clustered(2000, 16, 9)
+    index = external(data)
+    truth = index.search_batch(data[:64], 5)[0]
+    stop = threading.Event()
+    errors: list = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                got = index.search_batch(data[:64], 5, num_threads=1)[0]
+                if not np.array_equal(got, truth):
+                    errors.append("results changed")
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for _ in range(200):
+        copy = np.array(data)  # a fresh buffer each time; the old one is freed once detached
+        index.attach_vectors(copy)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+# ---------------------------------------------------------------- identity labels
+
+def test_identity_labels_need_no_table(tmp_path):
+    data = clustered(5000, 8, 10)
+    index = vjson.HNSWIndex(8)
+    index.add(data, np.arange(5000))
+    index.save(tmp_path / "a.vjx")
+    records = 5000 * index_record_size(8)
+    # no label table (it took 32 bytes per label before)
+    assert (tmp_path / "a.vjx").stat().st_size < 2 * 65536 + records + 5000 * 4
+
+
+def index_record_size(dim: int, M0: int = 32) -> int:
+    vec_offset = -(-(12 + 4 * (M0 + 1)) // 32) * 32
+    return -(-(vec_offset + 4 * dim) // 32) * 32
+
+
+@pytest.mark.parametrize("start", ["identity", "loaded"])
+def test_leaving_identity_labels_keeps_every_label_findable(tmp_path, start):
+    data = clustered(1200, 8, 11)
+    index = vjson.HNSWIndex(8)
+    index.add(data[:1000], np.arange(1000))
+    index.delete(np.arange(0, 1000, 3))  # frees slots: the next new label takes one
+    if start == "loaded":
+        index.save(tmp_path / "i.vjx")
+        index = vjson.HNSWIndex.load(tmp_path / "i.vjx")
+    index.add(data[1000:1200], np.arange(5000, 5200))  # labels unlike their nodes
+    live = sorted(set(range(1000)) - set(range(0, 1000, 3))) + list(range(5000, 5200))
+    assert sorted(index.labels().tolist()) == live
+    assert all(label in index for label in (1, 2, 5000, 5199)) and 3 not in index and 999 not in index and 998 in index
+    vectors = np.vstack([data[:1000], data[1000:1200]])
+    labels = np.concatenate([np.arange(1000), np.arange(5000, 5200)])
+    np.testing.assert_allclose(index.get_vectors([5000, 1]), vectors[[1000, 1]])
+    keep = np.isin(labels, live)
+    truth, _ = vjson.brute_force_knn(vectors[keep], vectors[keep][:50], 5)
+    found = index.search_batch(vectors[keep][:50], 5, ef_search=100)[0]
+    assert recall_at_k(found, labels[keep][truth]) > 0.95
+    index.check()
+    index.save(tmp_path / "j.vjx")
+    again = vjson.HNSWIndex.load(tmp_path / "j.vjx")
+    assert sorted(again.labels().tolist()) == live and 3 not in again and 5100 in again
+
+
+def test_a_deleted_label_comes_back_on_its_own_node():
+    data = clustered(100, 4, 12)
+    index = vjson.HNSWIndex(4)
+    index.add(data, np.arange(100))
+    index.delete([10, 20])
+    index.add(data[[20]], [20])
+    assert index.element_count == 100 and len(index) == 99 and index.check()["reusable_slots"] == 1
+    index.add(data[[0]] + 1, [100])  # a new label takes the one free slot (node 10)
+    assert index.element_count == 100 and 100 in index and 10 not in index
+    index.check()
