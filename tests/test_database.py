@@ -399,6 +399,22 @@ class TestLazyRows:
             JsonRows.decode(blob, offsets, 4, "test")
         with pytest.raises(vjson.CorruptionError):
             JsonRows.decode(blob[:-1], offsets, 5, "test")
+        assert len(offsets) == 4 * 6, "offsets take 4 bytes a row below 4 GiB of JSON"
+        wide = np.frombuffer(offsets, "<u4").astype("<u8").tobytes()  # as checkpoints before them wrote
+        assert list(JsonRows.decode(blob, wide, 5, "test")) == [{"a": 1}, None, "text", None, {"b": {"c": True}}]
+
+    def test_a_column_of_nulls_takes_no_space(self):
+        from vjson._generation import JsonRows
+
+        assert JsonRows.encode([None] * 1000, [True] * 1000) == (b"", b"")
+        assert JsonRows.encode([{"gone": 1}, None], [False, True]) == (b"", b"")
+        rows = JsonRows.decode(b"", b"", 1000, "test")
+        assert len(rows) == 1000 and rows[999] is None and rows[0] is None
+        rows[3] = {"set": True}
+        rows.extend([{"new": 1}])
+        assert JsonRows.decode(*JsonRows.encode(rows, [True] * 1001), 1001, "test")[3] == {"set": True}
+        with pytest.raises(vjson.CorruptionError):
+            JsonRows.decode(b"null", b"", 1, "test")
 
     def test_reopened_rows_decode_on_demand_and_update(self, tmp_path):
         path = tmp_path / "db"

@@ -124,6 +124,34 @@ def test_dump_load_round_trip(tmp_path):
     check_all(kx, model, 3205)
 
 
+def test_index_reading_its_owners_documents_filters_the_same_and_saves_smaller():
+    rng = random.Random(5)
+    docs = [make_doc(rng, i) for i in range(2000)]
+    full, lean = MetadataIndex(), MetadataIndex(documents=docs)
+    for ix in (full, lean):
+        ix.set_many(list(range(2000)), docs)
+        ix.remove_many(list(range(0, 2000, 9)))
+    model = {r: d for r, d in enumerate(docs) if r % 9}
+    check_all(lean, model, 2000)  # object and array equality read the owner's rows
+    assert lean.get(1) == docs[1] and lean.get(9) is None
+    lean_bytes, full_bytes = dumped(lean), dumped(full)
+    assert len(lean_bytes) < len(full_bytes) - sum(len(str(d)) for d in model.values()) // 2
+    with pytest.raises(InvalidInputError, match="documents"):
+        MetadataIndex.load(io.BytesIO(lean_bytes))
+    again = MetadataIndex.load(io.BytesIO(lean_bytes), documents=docs)
+    assert not again.keep_documents
+    check_all(again, model, 2000)
+    docs[5] = {"pos": "zz"}
+    again.set(5, docs[5])
+    model[5] = docs[5]
+    check_all(again, model, 2000)
+    # an index saved with its documents lets go of them when given the owner's
+    loaded = MetadataIndex.load(io.BytesIO(full_bytes), documents=docs)
+    loaded.set(5, docs[5])
+    check_all(loaded, model, 2000)
+    assert len(dumped(loaded)) == len(dumped(again))
+
+
 def test_empty_index_round_trip():
     ix = MetadataIndex.load(io.BytesIO(dumped(MetadataIndex())))
     assert ix.n_rows == 0

@@ -1205,20 +1205,52 @@ cdef class SearchResult:
         return (type(self), (self.id, self.distance, self.score, self.metadata, self.text, self.vector))
 
 
+class _Undecoded:
+    """Marks a row whose stored JSON has not been decoded yet."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "UNDECODED"
+
+
+#: The placeholder of a lazily decoded row in a row list (see ``row_value``).
+UNDECODED = _Undecoded()
+
+
+cdef inline object plain_rows(object rows):
+    """The list behind a row sequence: itself, or a lazy one's ``values``; else None."""
+    if rows is None or type(rows) is list:
+        return rows
+    values = getattr(rows, "values", None)
+    return values if type(values) is list else None
+
+
+cdef inline object row_value(object rows, object values, uint64_t row):
+    """rows[row], straight from the plain list when it holds the decoded value."""
+    cdef object v
+    if values is not None and row < <uint64_t> len(<list> values):
+        v = (<list> values)[row]
+        if v is not UNDECODED:
+            return v
+    return rows[row]
+
+
 cdef list make_results(list names, object metadata, object texts, const uint64_t *labels,
                        const float *distances, Py_ssize_t n, bint similarity):
     cdef Py_ssize_t i
     cdef float d
     cdef SearchResult res
     cdef list out = []
+    cdef object meta_values = plain_rows(metadata), text_values = plain_rows(texts)
     for i in range(n):
         d = distances[i]
         res = SearchResult.__new__(SearchResult)
         res.id = names[labels[i]]
         res.distance = d
         res.score = (1.0 - d) if similarity else -d
-        res.metadata = metadata[labels[i]] if metadata is not None else None
-        res.text = texts[labels[i]] if texts is not None else None
+        res.metadata = row_value(metadata, meta_values, labels[i]) if metadata is not None else None
+        res.text = row_value(texts, text_values, labels[i]) if texts is not None else None
         out.append(res)
     return out
 

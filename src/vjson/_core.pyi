@@ -40,6 +40,9 @@ def brute_force_knn(
     Rows with fewer than k results are padded with id -1 and distance inf.
     """
 
+#: Placeholder of a row not decoded yet in a lazily decoded row list.
+UNDECODED: object
+
 def normalise(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """Rows scaled to unit length, as stored under "cosine" (a zero row raises)."""
 

@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from vjson import _core
+from vjson._core import UNDECODED
 from vjson.errors import CorruptionError
 from vjson.filters import CompiledFilter, compile_filter
 from vjson.metadata_index import MetadataIndex
@@ -261,67 +262,66 @@ class JsonRows:
     a search decodes only the rows it returns.
     """
 
-    __slots__ = ("_blob", "_offsets", "_base", "_decoded", "_tail")
+    __slots__ = ("_blob", "_offsets", "values")
 
-    def __init__(self, blob: bytes, offsets: np.ndarray) -> None:
+    def __init__(self, blob: bytes, offsets: np.ndarray | None, rows: int) -> None:
         self._blob = blob
-        self._offsets = offsets  # row r is blob[offsets[r]:offsets[r + 1]]
-        self._base = len(offsets) - 1
-        self._decoded: dict[int, Any] = {}
-        self._tail: list[Any] = []
+        self._offsets = offsets  # row r is blob[offsets[r]:offsets[r + 1]]; None: every row is null
+        # One slot per row: the value, or UNDECODED until first read. The search
+        # hot path (vjson._core) reads this list directly.
+        self.values: list[Any] = [None] * rows if offsets is None else [UNDECODED] * rows
 
     @staticmethod
     def encode(values: Any, live: list[bool]) -> tuple[bytes, bytes]:
-        """(blob, offsets as little-endian uint64 bytes) of the live rows' values (null elsewhere).
+        """(blob, offsets) of the live rows' values (null elsewhere).
 
-        Rows of a checkpoint never read since are copied as they were, not decoded.
+        Offsets are little-endian uint32 (uint64 past 4 GiB of JSON), one per
+        row plus one; a column of nothing but nulls is stored as two empty
+        strings. Rows of a checkpoint never read since are copied as they
+        were, not decoded.
         """
-        docs = []
         if isinstance(values, JsonRows):
-            blob, offs, decoded, base = values._blob, values._offsets.tolist(), values._decoded, values._base
-            for r, keep in enumerate(live):
-                if not keep:
-                    docs.append(b"null")
-                elif r < base and r not in decoded:
-                    docs.append(blob[offs[r]:offs[r + 1]])
-                else:
-                    docs.append(orjson.dumps(values[r]))
+            blob, slots = values._blob, values.values
+            offs: list[int] = values._offsets.tolist() if values._offsets is not None else []  # (no UNDECODED then)
+            docs = [b"null" if not keep else blob[offs[r]:offs[r + 1]] if v is UNDECODED else orjson.dumps(v)
+                    for r, (v, keep) in enumerate(zip(slots, live))]
         else:
             docs = [orjson.dumps(v) if keep else b"null" for v, keep in zip(values, live)]
-        offsets = np.zeros(len(docs) + 1, dtype="<u8")
+        if all(d == b"null" for d in docs):
+            return b"", b""
+        out = b"".join(docs)
+        offsets = np.zeros(len(docs) + 1, dtype="<u4" if len(out) < 1 << 32 else "<u8")
         np.cumsum([len(d) for d in docs], out=offsets[1:])
-        return b"".join(docs), offsets.tobytes()
+        return out, offsets.tobytes()
 
     @classmethod
     def decode(cls, blob: bytes, offsets: bytes, rows: int, what: str) -> JsonRows:
-        offs = np.frombuffer(offsets, dtype="<u8")
-        if len(offs) != rows + 1 or offs[0] != 0 or int(offs[-1]) != len(blob) or (np.diff(offs.astype(np.int64)) < 0).any():
+        if not blob and not offsets:
+            return cls(b"", None, rows)
+        width = len(offsets) // (rows + 1)
+        if width not in (4, 8) or len(offsets) != width * (rows + 1):
             raise CorruptionError(f"{what}: row offsets do not match the data")
-        return cls(blob, offs)
+        offs = np.frombuffer(offsets, dtype=f"<u{width}")
+        if offs[0] != 0 or int(offs[-1]) != len(blob) or (np.diff(offs.astype(np.int64)) < 0).any():
+            raise CorruptionError(f"{what}: row offsets do not match the data")
+        return cls(blob, offs, rows)
 
     def __len__(self) -> int:
-        return self._base + len(self._tail)
+        return len(self.values)
 
     def __getitem__(self, row: int) -> Any:
-        if row >= self._base:
-            return self._tail[row - self._base]
-        if row < 0:
-            raise IndexError(row)
-        try:
-            return self._decoded[row]
-        except KeyError:
+        value = self.values[row]
+        if value is UNDECODED:
+            assert self._offsets is not None
             value = orjson.loads(self._blob[int(self._offsets[row]):int(self._offsets[row + 1])])
-            self._decoded[row] = value
-            return value
+            self.values[row] = value
+        return value
 
     def __setitem__(self, row: int, value: Any) -> None:
-        if row >= self._base:
-            self._tail[row - self._base] = value
-        else:
-            self._decoded[row] = value
+        self.values[row] = value
 
     def extend(self, values: Any) -> None:
-        self._tail.extend(values)
+        self.values.extend(values)
 
     def __iter__(self) -> Any:
         return (self[r] for r in range(len(self)))

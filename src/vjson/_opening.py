@@ -164,12 +164,12 @@ def _open_metadata(path: Path, m: dict, row_ids: list, row_meta: Any, ids: dict[
     """The checkpoint's filter index plus the rows the log changed, or a full rebuild."""
     if m.get("filters") is None:  # never checkpointed: everything came from the log
         assert ids is not None or not row_ids
-        index = MetadataIndex()
+        index = MetadataIndex(documents=row_meta)  # no second copy: the rows keep them
         live = sorted((ids or {}).values())
         index.set_many(live, [row_meta[r] for r in live])
         return index
     with builtins.open(path / m["filters"], "rb") as f:
-        index = MetadataIndex.load(f)
+        index = MetadataIndex.load(f, documents=row_meta)
     if not touched or ids is None:
         return index
     rows = sorted(touched)

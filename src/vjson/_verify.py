@@ -36,7 +36,7 @@ def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size
     if m.get("filters"):
         def load_filters() -> None:
             with builtins.open(path / m["filters"], "rb") as f:
-                MetadataIndex.load(f)
+                MetadataIndex.load(f, documents=gen.row_meta)
         attempt("filter index checksum", load_filters)
     if m["graph"]:
         attempt("graph file checksums", lambda: _core.HNSWIndex.load(path / m["graph"], verify=True).close())

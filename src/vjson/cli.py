@@ -259,13 +259,13 @@ def _graph_stats(folder: Path, manifest: dict[str, Any]) -> dict[str, Any] | Non
 
 def _filter_stats(folder: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
     """The metadata fields the checkpointed filter index holds, with how many records have each."""
-    from vjson.metadata_index import MetadataIndex
+    from vjson.metadata_index import NO_DOCUMENTS, MetadataIndex
 
     name = manifest.get("filters")
     if not name:
         return None
     with open(folder / name, "rb") as f:
-        index = MetadataIndex.load(f)
+        index = MetadataIndex.load(f, documents=NO_DOCUMENTS)  # field counts need no documents
     fields: dict[str, int | None] = {}
     for path in index.paths():
         try:

@@ -699,7 +699,7 @@ class VectorDB:
                 row_ids = [old.row_ids[r] for r in live]
                 row_meta = [old.row_meta[r] for r in live]
                 row_text = [old.row_text[r] for r in live]
-                metadata = MetadataIndex()
+                metadata = MetadataIndex(documents=row_meta)
                 metadata.set_many(range(len(live)), row_meta)
                 if old.text is not None:
                     with_text = [i for i, t in enumerate(row_text) if t is not None]

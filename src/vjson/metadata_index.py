@@ -89,6 +89,17 @@ class _Lazy:
 
 
 _LAZY = _Lazy()
+
+
+class _NoDocuments:
+    """A document source for readers that never need whole documents (field statistics)."""
+
+    def __getitem__(self, row: int) -> Any:
+        raise InvalidInputError("this index was loaded without its documents")
+
+
+#: Pass as ``documents=`` to load an index only to count fields.
+NO_DOCUMENTS: Any = _NoDocuments()
 _SKIP = _Lazy()  # marks a metadata key that no filter can address
 _BIG = 1 << 62  # ints below this convert to float64 directly
 
@@ -256,9 +267,15 @@ class MetadataIndex:
     A row holds one metadata dict, or ``None`` (a record without metadata: all
     fields missing), or nothing (never set / removed: matches no filter).
     The stored dicts are kept by reference and must not be mutated afterwards.
+
+    An owner that stores the documents anyway passes them as ``documents``
+    (anything indexable by row, holding what was set for each live row): the
+    index then neither keeps nor saves a copy, and reads rows from there
+    (object and array equality need the whole value).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, documents: Any = None) -> None:
+        self._source = documents
         self._n = 0
         self._live = np.zeros(0, bool)
         self._gen = np.zeros(0, np.uint32)
@@ -448,7 +465,7 @@ class MetadataIndex:
             self._live[row] = True
             self._n_live += 1
         self._gen[row] = gen
-        self._docs[row] = metadata
+        self._docs[row] = metadata if self.keep_documents else None
         if row >= self._n:
             self._n = row + 1
         self._version += 1
@@ -496,8 +513,9 @@ class MetadataIndex:
         self._live[rows_arr] = True
         self._gen[rows_arr] = gens
         docs_list = self._docs
-        for r, d in zip(rlist, docs):
-            docs_list[r] = d
+        if self.keep_documents:
+            for r, d in zip(rlist, docs):
+                docs_list[r] = d
         self._n = max(self._n, top)
         self._version += 1
         self._n_pending += staged
@@ -604,6 +622,18 @@ class MetadataIndex:
             p._valid_version = self._version
         return p._valid
 
+    @property
+    def keep_documents(self) -> bool:
+        """False when the documents are read from an owner's rows (and not saved)."""
+        return self._source is None
+
+    def use_documents(self, documents: Any) -> None:
+        """Read documents from `documents` from now on, freeing the copies held."""
+        self._source = documents
+        self._docs = [None] * len(self._docs)
+        self._blob = None
+        self._doc_off = None
+
     # ---------------------------------------------------------------- reading
     def get(self, row: int) -> dict | None:
         """The stored metadata of ``row`` (None when absent or stored as None)."""
@@ -613,6 +643,8 @@ class MetadataIndex:
         return self._doc(row)
 
     def _doc(self, row: int) -> Any:
+        if self._source is not None:
+            return self._source[row]
         d = self._docs[row]
         if d is _LAZY:
             assert self._blob is not None and self._doc_off is not None
@@ -664,11 +696,11 @@ class MetadataIndex:
         sections.append(("live", live.astype(np.uint8)))
         # documents: JSON per live row, empty for None / absent
         enc = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
-        offs = np.zeros(n + 1, np.int64)
+        offs = np.zeros(n + 1 if self.keep_documents else 1, np.int64)
         chunks: list[bytes] = []
         pos = 0
         docs = self._docs
-        for r in np.flatnonzero(live).tolist():
+        for r in np.flatnonzero(live).tolist() if self.keep_documents else ():
             d = docs[r]
             if d is None:
                 continue
@@ -742,6 +774,7 @@ class MetadataIndex:
             "n_rows": n,
             "payload_len": len(payload),
             "payload_crc": zlib.crc32(payload),
+            "documents": self.keep_documents,
             "sections": sect_meta,
             "paths": path_meta,
         }, separators=(",", ":")).encode("utf-8")
@@ -752,20 +785,26 @@ class MetadataIndex:
         fileobj.write(payload)
 
     @classmethod
-    def load(cls, fileobj: IO[bytes]) -> "MetadataIndex":
+    def load(cls, fileobj: IO[bytes], documents: Any = None) -> "MetadataIndex":
         """Read an index written by :meth:`dump`; raises CorruptionError
-        (naming the file) when the data is damaged."""
+        (naming the file) when the data is damaged. An index saved without
+        its documents needs their owner's rows as `documents`."""
         fname = getattr(fileobj, "name", "<stream>")
         try:
             data = fileobj.read()
         except OSError:
             raise
         try:
-            return cls._load_bytes(data)
+            index = cls._load_bytes(data)
         except CorruptionError as e:
             raise type(e)(f"{fname}: {e}") from e.__cause__
         except (ValueError, TypeError, KeyError, IndexError, OverflowError, UnicodeDecodeError) as e:
             raise CorruptionError(f"{fname}: metadata index is corrupt: {e}") from e
+        if documents is not None:
+            index.use_documents(documents)
+        elif not index.keep_documents:
+            raise InvalidInputError(f"{fname}: saved without its documents: pass them as documents=")
+        return index
 
     @classmethod
     def _load_bytes(cls, data: bytes) -> "MetadataIndex":
@@ -822,16 +861,19 @@ class MetadataIndex:
                 raise bad(f"section {name} has {len(a)} items, expected {count}")
             return a
 
-        self = cls()
+        keep_documents = header.get("documents", True)
+        if not isinstance(keep_documents, bool):
+            raise bad("invalid documents flag")
+        self = cls(None if keep_documents else [])  # the owner calls use_documents()
         live_u8 = sect("live", np.uint8, n)
         if n and live_u8.max() > 1:
             raise bad("row liveness flags are not 0/1")
         live = live_u8.view(bool)
-        offs = sect("doc_off", "<i8", n + 1)
+        offs = sect("doc_off", "<i8", n + 1 if keep_documents else 1)
         blob = sect("doc_blob", np.uint8)
         if offs[0] != 0 or offs[-1] != len(blob) or (n and np.any(np.diff(offs) < 0)):
             raise bad("document offsets are inconsistent")
-        has_doc = np.diff(offs) > 0
+        has_doc = np.diff(offs) > 0 if keep_documents else np.zeros(n, bool)
         if np.any(has_doc & ~live):
             raise bad("a removed row has a document")
         self._n = n
