@@ -1,6 +1,7 @@
 """External vectors (the graph reads row i of an attached array as node i) and
 identity labels (no label table while every label is its node's id)."""
 
+import struct
 import threading
 
 import numpy as np
@@ -219,3 +220,90 @@ def test_a_deleted_label_comes_back_on_its_own_node():
     index.add(data[[0]] + 1, [100])  # a new label takes the one free slot (node 10)
     assert index.element_count == 100 and 100 in index and 10 not in index
     index.check()
+
+
+# ---------------------------------------------------------------- packed level 0 on disk
+
+_HEADER = struct.Struct("<8s" + "I" * 9 + "iq" + "Q" * 16 + "II")  # index_file.pxi's header fields
+_FIELDS = ("magic version header_size dim metric M M0 ef_construction record_size vec_offset max_level "
+           "entry_point count n_deleted label_count rng level0_offset level0_bytes level0_hash labels_offset "
+           "labels_bytes labels_hash upper_offset upper_bytes upper_hash free_offset free_bytes free_hash "
+           "labels_are_nodes external_vectors").split()
+
+
+def read_header(raw: bytes) -> dict:
+    return dict(zip(_FIELDS, _HEADER.unpack_from(raw)))
+
+
+def rewrite(raw: bytes, level0: bytes) -> bytes:
+    """raw with a new level-0 section whose checksums are made right: damage the checks must catch by reading it."""
+    h = read_header(raw)
+    assert len(level0) == h["level0_bytes"]
+    h["level0_hash"] = vjson._core._checksum(level0, 0x766A736F6E)
+    head = _HEADER.pack(*(h[f] for f in _FIELDS)).ljust(248, b"\0")
+    head += struct.pack("<Q", vjson._core._checksum(head, 0x766A736F6E))
+    start = h["level0_offset"]
+    return head + raw[256:start] + level0 + raw[start + len(level0):]
+
+
+@pytest.fixture
+def packed(tmp_path):
+    data = clustered(3000, 8, 13)
+    index = external(data)
+    index.delete(np.arange(0, 3000, 10))
+    path = tmp_path / "p.vjx"
+    index.save(path)
+    return index, data, path
+
+
+def test_packed_file_holds_only_the_links_in_use(packed):
+    index, data, path = packed
+    h = read_header(path.read_bytes())
+    assert h["version"] == 3 and h["external_vectors"] == 1
+    links = index.check()["links"]  # (all levels: level 0 holds most)
+    # a deleted bit and a 1-byte count per node, then 2 bytes per link below 65,536 nodes
+    assert h["level0_bytes"] <= -(-3000 // 8) + 3000 + 2 * links
+    assert h["level0_bytes"] < 3000 * (16 + 4 * 33) / 2.5
+    loaded = vjson.HNSWIndex.load(path)
+    loaded.attach_vectors(data)
+    assert loaded.check()["deleted"] == 300
+    np.testing.assert_array_equal(loaded.search_batch(data[:100], 10)[0], index.search_batch(data[:100], 10)[0])
+
+
+def test_three_byte_ids_past_65536_nodes(tmp_path):
+    n = 70_000
+    data = np.random.default_rng(14).normal(size=(n, 4)).astype(np.float32)
+    index = vjson.HNSWIndex(4, "l2", M=4, ef_construction=16, external_vectors=True)
+    index.attach_vectors(data)
+    index.add_stored(np.arange(n))
+    index.save(tmp_path / "big.vjx")
+    h = read_header((tmp_path / "big.vjx").read_bytes())
+    lists = index.check()
+    assert h["level0_bytes"] > -(-n // 8) + n + 2 * (lists["links"] // 2)  # wider than 2 bytes a link
+    loaded = vjson.HNSWIndex.load(tmp_path / "big.vjx")
+    loaded.attach_vectors(data)
+    assert loaded.check()["links"] == lists["links"]
+    np.testing.assert_array_equal(loaded.search_batch(data[-50:], 5)[0], index.search_batch(data[-50:], 5)[0])
+
+
+def test_damaged_packed_links_are_refused(packed, tmp_path):
+    _, _, path = packed
+    raw = path.read_bytes()
+    h = read_header(raw)
+    start, size = h["level0_offset"], h["level0_bytes"]
+    level0 = raw[start:start + size]
+    counts = -(-3000 // 8)
+    cases = {
+        "flip": raw[:start + 500] + bytes([raw[start + 500] ^ 1]) + raw[start + 501:],  # checksum catches it
+        "count": rewrite(raw, level0[:counts + 7] + bytes([200]) + level0[counts + 8:]),  # more than M0 links
+        "link": rewrite(raw, level0[:size - 2] + (65535).to_bytes(2, "little")),  # a node that does not exist
+        "deleted bit": rewrite(raw, bytes([level0[0] ^ 2]) + level0[1:]),  # disagrees with the header's count
+    }
+    for name, bad in cases.items():
+        (tmp_path / name).write_bytes(bad)
+        with pytest.raises(vjson.CorruptionError):
+            vjson.HNSWIndex.load(tmp_path / name)
+    for keep in (100, start + 10, start + size - 1):
+        (tmp_path / "cut").write_bytes(raw[:keep])
+        with pytest.raises(vjson.CorruptionError):
+            vjson.HNSWIndex.load(tmp_path / "cut")

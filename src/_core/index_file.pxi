@@ -5,16 +5,18 @@
 # The level-0 records and the label table start on 64 KiB boundaries (a
 # multiple of every common page size) and load by mmap (MAP_PRIVATE: edits
 # after loading stay in memory), so opening costs the same for ten vectors or
-# ten million. With external vectors (format 2) the records hold no vectors:
-# the owner attaches them after loading. While every label is its node's id
-# the label table is written empty. The upper lists (about 1/M of the nodes) and the free-slot list
+# ten million. With external vectors (format 3) the records hold no vectors
+# (the owner attaches them after loading) and level 0 is saved packed instead:
+# see pack_level0. While every label is its node's id the label table is
+# written empty. The upper lists (about 1/M of the nodes) and the free-slot list
 # are small and parsed with full validation. Every section has a checksum;
 # the header's own checksum covers its first 248 bytes.
 
 import struct as _struct
 
 _MAGIC = b"VJHNSW\x00\x01"
-FORMAT_VERSION = 2  # 2: external vectors, identity labels without a table
+FORMAT_VERSION = 3  # 2: identity labels without a table; 3: packed level 0 (external vectors)
+_PACKED_SINCE = 3
 _SECTION_ALIGN = 65536
 _HEADER_SIZE = 256
 _HEADER_FIELDS = (
@@ -64,13 +66,104 @@ cdef bytes pack_upper(Graph *g):
     return bytes(out)
 
 
+# ---------------------------------------------------------------- packed level 0
+# A graph whose vectors live elsewhere saves level 0 packed: a deleted bit and
+# a link count per node, then only the links in use, each in the fewest bytes
+# that hold any node id (2 below 65,536 nodes, 3 below 16.7 million), in list
+# order. That is about a third of the fixed-width records, which loading
+# unpacks into fresh memory, checking every count and id on the way.
+
+cdef inline size_t id_width(size_t count) noexcept nogil:
+    return 2 if count <= 0x10000 else (3 if count <= 0x1000000 else 4)
+
+cdef inline size_t count_width(size_t M0) noexcept nogil:
+    return 1 if M0 <= 0xFF else 2
+
+cdef bytes pack_level0(Graph *g):
+    cdef size_t count = g.count, width = id_width(g.count), cw = count_width(g.M0)
+    cdef size_t node, j, n, links = 0, head = (count + 7) // 8 + count * cw
+    cdef uint32_t *lst
+    for node in range(count):
+        links += node_links(g, node, 0)[0]
+    out = bytearray(head + links * width)
+    if not out:
+        return b""
+    cdef uint8_t[::1] view = out
+    cdef uint8_t *p = &view[0]
+    cdef uint8_t *bits = p
+    cdef uint8_t *counts = p + (count + 7) // 8
+    cdef uint8_t *dst = p + head
+    cdef uint32_t v
+    with nogil:
+        for node in range(count):
+            if node_deleted(g, node):
+                bits[node >> 3] |= <uint8_t> (1 << (node & 7))
+            lst = node_links(g, node, 0)
+            n = lst[0]
+            counts[node * cw] = <uint8_t> n
+            if cw == 2:
+                counts[node * cw + 1] = <uint8_t> (n >> 8)
+            for j in range(1, n + 1):
+                v = lst[j]
+                dst[0] = <uint8_t> v
+                dst[1] = <uint8_t> (v >> 8)
+                if width > 2:
+                    dst[2] = <uint8_t> (v >> 16)
+                if width > 3:
+                    dst[3] = <uint8_t> (v >> 24)
+                dst += width
+    return bytes(out)
+
+cdef Py_ssize_t unpack_level0(Graph *g, const uint8_t *src, size_t nbytes, size_t count,
+                              size_t *deleted) noexcept nogil:
+    """Fill records [0, count) of a zeroed block from a packed section.
+
+    Returns -1 when all is well, else the first node whose list is broken
+    (count for a section of the wrong length). Labels are the node ids.
+    """
+    cdef size_t width = id_width(count), cw = count_width(g.M0), node, j, n
+    cdef size_t head = (count + 7) // 8 + count * cw
+    cdef const uint8_t *bits = src
+    cdef const uint8_t *counts = src + (count + 7) // 8
+    cdef const uint8_t *pos = src + head
+    cdef const uint8_t *end = src + nbytes
+    cdef uint32_t *lst
+    cdef uint32_t v
+    if nbytes < head:
+        return <Py_ssize_t> count
+    deleted[0] = 0
+    for node in range(count):
+        n = counts[node * cw] if cw == 1 else counts[node * cw] | (<size_t> counts[node * cw + 1] << 8)
+        if n > g.M0 or <size_t> (end - pos) < n * width:
+            return <Py_ssize_t> node
+        (<uint64_t *> node_record(g, node))[0] = node
+        if (bits[node >> 3] >> (node & 7)) & 1:
+            node_flags(g, node)[0] = FLAG_DELETED
+            deleted[0] += 1
+        lst = node_links(g, node, 0)
+        lst[0] = <uint32_t> n
+        for j in range(1, n + 1):
+            v = pos[0] | (<uint32_t> pos[1] << 8)
+            if width > 2:
+                v |= <uint32_t> pos[2] << 16
+            if width > 3:
+                v |= <uint32_t> pos[3] << 24
+            if v >= count:
+                return <Py_ssize_t> node
+            lst[j] = v
+            pos += width
+    return -1 if pos == end else <Py_ssize_t> count
+
+
 cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
     cdef Graph *g = index.g
-    cdef size_t level0_bytes = g.count * g.record_size
+    cdef bint packed = g.external_vectors
+    level0 = pack_level0(g) if packed else raw_view(g.level0, g.count * g.record_size)
+    cdef size_t level0_bytes = len(level0)
     upper = pack_upper(g)
     free_list = bytes(raw_view(g.free_nodes, g.n_free * 4))
     fields = {
-        "magic": _MAGIC, "version": FORMAT_VERSION, "header_size": _HEADER_SIZE,
+        "magic": _MAGIC, "version": _PACKED_SINCE if packed else 2, "header_size": _HEADER_SIZE,
         "dim": g.dim, "metric": g.metric, "M": g.M, "M0": g.M0,
         "ef_construction": g.ef_construction, "record_size": g.record_size,
         "vec_offset": g.vec_offset, "max_level": g.max_level, "entry_point": g.entry_point,
@@ -88,9 +181,12 @@ cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
     fields["upper_bytes"] = len(upper)
     fields["free_offset"] = fields["upper_offset"] + len(upper)
     fields["free_bytes"] = len(free_list)
-    with nogil:
-        h0 = section_hash(g.level0, level0_bytes)
-    fields["level0_hash"] = h0
+    if packed:
+        fields["level0_hash"] = _checksum_bytes(level0)
+    else:
+        with nogil:
+            h0 = section_hash(g.level0, level0_bytes)
+        fields["level0_hash"] = h0
     fields["labels_hash"] = _checksum_bytes(labels)
     fields["upper_hash"] = _checksum_bytes(upper)
     fields["free_hash"] = _checksum_bytes(free_list)
@@ -103,7 +199,7 @@ cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
         with open(tmp, "wb") as f:
             f.write(head)
             f.seek(fields["level0_offset"])
-            f.write(raw_view(g.level0, level0_bytes))
+            f.write(level0)
             f.seek(fields["labels_offset"])
             f.write(labels)
             f.write(upper)
@@ -186,7 +282,14 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
     if (h["labels_bytes"] % sizeof(LabelSlot) or slots < LABELMAP_MIN_SLOTS or slots & (slots - 1)
             or h["label_count"] * 2 > slots and not h["labels_are_nodes"]):
         bad("invalid label table size")
-    if h["level0_bytes"] != count * h["record_size"] or h["free_bytes"] % 4 or h["upper_bytes"] % 4:
+    if h["version"] >= _PACKED_SINCE:
+        if not h["external_vectors"]:
+            bad("a packed level 0 needs external vectors")
+        if count and h["level0_bytes"] < (count + 7) // 8 + count * count_width(h["M0"]):
+            bad("section sizes do not match the counts")
+    elif h["level0_bytes"] != count * h["record_size"]:
+        bad("section sizes do not match the counts")
+    if h["free_bytes"] % 4 or h["upper_bytes"] % 4:
         bad("section sizes do not match the counts")
     if h["free_bytes"] // 4 > h["n_deleted"]:
         bad("more free slots than deleted nodes")
@@ -237,7 +340,9 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
     if g.levels == NULL or g.upper == NULL or g.node_locks == NULL:
         raise MemoryError()
     g.capacity = count
-    if count > 0:
+    if count > 0 and h["version"] >= _PACKED_SINCE:
+        unpack_into(g, path, fd, h)
+    elif count > 0:
         g.level0 = <char *> map_section(path, fd, h["level0_offset"], h["level0_bytes"])
         g.level0_bytes = h["level0_bytes"]
         g.level0_from_file = True
@@ -254,7 +359,7 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
     g.max_level = h["max_level"]
     if section_hash(g.labels, g.labels_bytes) != h["labels_hash"]:
         raise CorruptionError(f"{path}: checksum mismatch in the label table")
-    if verify and section_hash(g.level0, h["level0_bytes"]) != h["level0_hash"]:
+    if verify and h["version"] < _PACKED_SINCE and section_hash(g.level0, h["level0_bytes"]) != h["level0_hash"]:
         raise CorruptionError(f"{path}: checksum mismatch in the level-0 records")
     parse_upper(g, path, upper)
     cdef const uint32_t[::1] free_view
@@ -265,6 +370,28 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
                 raise CorruptionError(f"{path}: invalid free-slot list")
     if count > 0 and g.levels[g.entry_point] != g.max_level:
         raise CorruptionError(f"{path}: entry point is not on the top level")
+
+
+cdef void unpack_into(Graph *g, str path, int fd, dict h) except *:
+    """Read a packed level 0 (checksummed, every link checked) into fresh records."""
+    cdef size_t count = h["count"], nbytes = h["level0_bytes"], deleted = 0
+    cdef Py_ssize_t bad_node
+    packed = os.pread(fd, nbytes, h["level0_offset"])
+    if len(packed) != nbytes or _checksum_bytes(packed) != h["level0_hash"]:
+        raise CorruptionError(f"{path}: checksum mismatch in the level-0 links")
+    g.level0 = <char *> map_anonymous(count * g.record_size)
+    if g.level0 == NULL:
+        raise MemoryError()
+    g.level0_bytes = count * g.record_size
+    g.level0_from_file = False
+    g.count = count  # from here on free_graph releases what is attached
+    cdef const uint8_t[::1] src = packed
+    with nogil:
+        bad_node = unpack_level0(g, &src[0], nbytes, count, &deleted)
+    if bad_node >= 0:
+        raise CorruptionError(f"{path}: invalid level-0 links (node {bad_node})")
+    if deleted != h["n_deleted"]:
+        raise CorruptionError(f"{path}: {deleted} deleted nodes, the header says {h['n_deleted']}")
 
 
 cdef void parse_upper(Graph *g, str path, bytes upper) except *:
