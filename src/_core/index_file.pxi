@@ -114,32 +114,40 @@ cdef bytes pack_level0(Graph *g):
                 dst += width
     return bytes(out)
 
-cdef Py_ssize_t unpack_level0(Graph *g, const uint8_t *src, size_t nbytes, size_t count,
-                              size_t *deleted) noexcept nogil:
-    """Fill records [0, count) of a zeroed block from a packed section.
+cdef struct UnpackJob:
+    Graph *g
+    const uint8_t *src
+    size_t count
+    const uint64_t *starts     # chunk i unpacks nodes [starts[i], starts[i + 1])
+    const uint64_t *offsets    # ... whose links begin at src + offsets[i]
+    int64_t *bad               # per chunk: the first broken node, or -1
+    uint64_t *deleted          # per chunk: deleted nodes seen
 
-    Returns -1 when all is well, else the first node whose list is broken
-    (count for a section of the wrong length). Labels are the node ids.
-    """
-    cdef size_t width = id_width(count), cw = count_width(g.M0), node, j, n
-    cdef size_t head = (count + 7) // 8 + count * cw
-    cdef const uint8_t *bits = src
-    cdef const uint8_t *counts = src + (count + 7) // 8
-    cdef const uint8_t *pos = src + head
-    cdef const uint8_t *end = src + nbytes
+
+cdef void unpack_task(void *ctx, size_t item, int worker) noexcept nogil:
+    """Fill the records of one chunk of nodes from a packed section (zeroed block).
+
+    The caller has checked that the counts add up to the section's length, so
+    a chunk never reads past its links; here every count and id is checked."""
+    cdef UnpackJob *job = <UnpackJob *> ctx
+    cdef Graph *g = job.g
+    cdef size_t count = job.count, width = id_width(count), cw = count_width(g.M0), node, j, n
+    cdef const uint8_t *bits = job.src
+    cdef const uint8_t *counts = job.src + (count + 7) // 8
+    cdef const uint8_t *pos = job.src + job.offsets[item]
     cdef uint32_t *lst
     cdef uint32_t v
-    if nbytes < head:
-        return <Py_ssize_t> count
-    deleted[0] = 0
-    for node in range(count):
+    job.bad[item] = -1
+    job.deleted[item] = 0
+    for node in range(job.starts[item], job.starts[item + 1]):
         n = counts[node * cw] if cw == 1 else counts[node * cw] | (<size_t> counts[node * cw + 1] << 8)
-        if n > g.M0 or <size_t> (end - pos) < n * width:
-            return <Py_ssize_t> node
+        if n > g.M0:
+            job.bad[item] = <int64_t> node
+            return
         (<uint64_t *> node_record(g, node))[0] = node
         if (bits[node >> 3] >> (node & 7)) & 1:
             node_flags(g, node)[0] = FLAG_DELETED
-            deleted[0] += 1
+            job.deleted[item] += 1
         lst = node_links(g, node, 0)
         lst[0] = <uint32_t> n
         for j in range(1, n + 1):
@@ -149,10 +157,10 @@ cdef Py_ssize_t unpack_level0(Graph *g, const uint8_t *src, size_t nbytes, size_
             if width > 3:
                 v |= <uint32_t> pos[3] << 24
             if v >= count:
-                return <Py_ssize_t> node
+                job.bad[item] = <int64_t> node
+                return
             lst[j] = v
             pos += width
-    return -1 if pos == end else <Py_ssize_t> count
 
 
 cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
@@ -373,12 +381,22 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
 
 
 cdef void unpack_into(Graph *g, str path, int fd, dict h) except *:
-    """Read a packed level 0 (checksummed, every link checked) into fresh records."""
-    cdef size_t count = h["count"], nbytes = h["level0_bytes"], deleted = 0
-    cdef Py_ssize_t bad_node
+    """Read a packed level 0 (checksummed, every link checked) into fresh records, on all cores."""
+    cdef size_t count = h["count"], nbytes = h["level0_bytes"], cw = count_width(g.M0)
+    cdef size_t head = (count + 7) // 8 + count * cw
     packed = os.pread(fd, nbytes, h["level0_offset"])
     if len(packed) != nbytes or _checksum_bytes(packed) != h["level0_hash"]:
         raise CorruptionError(f"{path}: checksum mismatch in the level-0 links")
+    counts = np.frombuffer(packed, dtype=np.uint8 if cw == 1 else "<u2", count=count, offset=(count + 7) // 8)
+    ends = np.cumsum(counts, dtype=np.uint64)
+    if head + int(ends[-1]) * id_width(count) != nbytes:
+        raise CorruptionError(f"{path}: the level-0 link counts do not match the section's length")
+    cdef int threads = default_threads()
+    cdef size_t chunks = min(count, 8 * <size_t> threads)
+    starts = np.linspace(0, count, chunks + 1).astype(np.uint64)
+    offsets = head + np.concatenate(([0], ends))[starts[:-1].astype(np.intp)] * np.uint64(id_width(count))
+    bad = np.empty(chunks, dtype=np.int64)
+    deleted = np.empty(chunks, dtype=np.uint64)
     g.level0 = <char *> map_anonymous(count * g.record_size)
     if g.level0 == NULL:
         raise MemoryError()
@@ -386,12 +404,25 @@ cdef void unpack_into(Graph *g, str path, int fd, dict h) except *:
     g.level0_from_file = False
     g.count = count  # from here on free_graph releases what is attached
     cdef const uint8_t[::1] src = packed
+    cdef const uint64_t[::1] sv = starts
+    cdef const uint64_t[::1] ov = np.ascontiguousarray(offsets, dtype=np.uint64)
+    cdef int64_t[::1] bv = bad
+    cdef uint64_t[::1] dv = deleted
+    cdef UnpackJob job
+    job.g = g
+    job.src = &src[0]
+    job.count = count
+    job.starts = &sv[0]
+    job.offsets = &ov[0]
+    job.bad = &bv[0]
+    job.deleted = &dv[0]
     with nogil:
-        bad_node = unpack_level0(g, &src[0], nbytes, count, &deleted)
-    if bad_node >= 0:
-        raise CorruptionError(f"{path}: invalid level-0 links (node {bad_node})")
-    if deleted != h["n_deleted"]:
-        raise CorruptionError(f"{path}: {deleted} deleted nodes, the header says {h['n_deleted']}")
+        vj_parallel_for(chunks, threads, unpack_task, &job)
+    broken = bad[bad >= 0]
+    if broken.size:
+        raise CorruptionError(f"{path}: invalid level-0 links (node {int(broken[0])})")
+    if int(deleted.sum()) != h["n_deleted"]:
+        raise CorruptionError(f"{path}: {int(deleted.sum())} deleted nodes, the header says {h['n_deleted']}")
 
 
 cdef void parse_upper(Graph *g, str path, bytes upper) except *:
