@@ -225,64 +225,54 @@ def run_breakdown(args, db, path: str, ds: _data.Dataset, filters, res: dict) ->
 
     Microseconds per query (median of passes, interleaved): the database call with the
     filter as a dict and precompiled; ``db.count(F)`` (compile + evaluate + live mask,
-    about the per-call filter step); the core index alone (the database's checkpointed
-    graph file opened with ``HNSWIndex.load``) with the bitset computed once; and the
+    about the per-call filter step); the core index alone (the database's own graph,
+    searched directly) with the bitset computed once; and the
     unfiltered database call at the same ef."""
-    import vjson
     from vjson.filters import compile_filter
-    folder = Path(path)
-    try:
-        manifest = json.loads((folder / "MANIFEST.json").read_text())
-        graph = vjson.HNSWIndex.load(folder / manifest["graph"])
-    except Exception as exc:  # the file layout is the database's business: skip if it moved
-        log(f"  [skip] breakdown: cannot open the checkpointed graph ({type(exc).__name__}: {exc})")
-        return {}
+    graph = db._gen.graph  # the graph under the database (it reads the database's vector file)
     Q = ds.queries
     m = Q.shape[0]
     out = {}
     tgt = args.target_recall
-    try:
-        for cls, name, flt, rows, gt in filters:
-            ef = _first_ef(res["filters"][name]["sweep"], tgt)
-            mask = np.zeros(ds.n, dtype=bool)
-            mask[rows] = True
-            bits = np.packbits(mask, bitorder="little")
-            count = int(rows.size)
-            cf = compile_filter(flt)
+    for cls, name, flt, rows, gt in filters:
+        ef = _first_ef(res["filters"][name]["sweep"], tgt)
+        mask = np.zeros(ds.n, dtype=bool)
+        mask[rows] = True
+        bits = np.packbits(mask, bitorder="little")
+        count = int(rows.size)
+        cf = compile_filter(flt)
 
-            def db_dict():
-                for i in range(m):
-                    db.search(Q[i], K, flt, ef)
+        def db_dict():
+            for i in range(m):
+                db.search(Q[i], K, flt, ef)
 
-            def db_compiled():
-                for i in range(m):
-                    db.search(Q[i], K, cf, ef)
+        def db_compiled():
+            for i in range(m):
+                db.search(Q[i], K, cf, ef)
 
-            def db_count():
-                for i in range(m):
-                    db.count(flt)
+        def db_count():
+            for i in range(m):
+                db.count(flt)
 
-            def core():
-                for i in range(m):
-                    graph.search(Q[i], K, ef, bits, count)
+        def core():
+            for i in range(m):
+                graph.search(Q[i], K, ef, bits, count)
 
-            def unfiltered():
-                for i in range(m):
-                    db.search(Q[i], K, None, ef)
+        def unfiltered():
+            for i in range(m):
+                db.search(Q[i], K, None, ef)
 
-            parts = {"db.search(filter=dict)": db_dict, "db.search(filter=compiled)": db_compiled,
-                     "db.count(filter) only": db_count, "core search, bitset given": core,
-                     "db.search unfiltered": unfiltered}
-            names = list(parts)
-            times = {nm: [] for nm in names}
-            for rep in range(args.reps):
-                shift = rep % len(names)
-                for nm in names[shift:] + names[:shift]:
-                    times[nm].append(1e6 / _rate(parts[nm], m, args.min_time))
-            out[name] = {"ef": ef, **{nm: _median(v) for nm, v in times.items()}}
-            log(f"  breakdown {name:42s} ef {ef:3d}: " + ", ".join(f"{nm} {out[name][nm]:.0f} us" for nm in names))
-    finally:
-        graph.close()
+        parts = {"db.search(filter=dict)": db_dict, "db.search(filter=compiled)": db_compiled,
+                 "db.count(filter) only": db_count, "core search, bitset given": core,
+                 "db.search unfiltered": unfiltered}
+        names = list(parts)
+        times = {nm: [] for nm in names}
+        for rep in range(args.reps):
+            shift = rep % len(names)
+            for nm in names[shift:] + names[:shift]:
+                times[nm].append(1e6 / _rate(parts[nm], m, args.min_time))
+        out[name] = {"ef": ef, **{nm: _median(v) for nm, v in times.items()}}
+        log(f"  breakdown {name:42s} ef {ef:3d}: " + ", ".join(f"{nm} {out[name][nm]:.0f} us" for nm in names))
     return out
 
 
@@ -316,7 +306,7 @@ def print_search(res: dict, target: float) -> None:
 
     if res.get("breakdown"):
         print(f"\nWhere the time goes (microseconds per query at each filter's first ef reaching {target}; "
-              "core = the database's graph file loaded as an HNSWIndex, bitset computed once):")
+              "core = the database's own graph searched directly, bitset computed once):")
         cols = ["db.search(filter=dict)", "db.search(filter=compiled)", "db.count(filter) only",
                 "core search, bitset given", "db.search unfiltered"]
         heads = ["db dict", "db compiled", "db.count", "core+bits", "unfiltered"]
