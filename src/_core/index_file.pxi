@@ -391,7 +391,8 @@ cdef void unpack_into(Graph *g, str path, int fd, dict h) except *:
     ends = np.cumsum(counts, dtype=np.uint64)
     if head + int(ends[-1]) * id_width(count) != nbytes:
         raise CorruptionError(f"{path}: the level-0 link counts do not match the section's length")
-    cdef int threads = default_threads()
+    # threads only pay off for big graphs (and each open would start them)
+    cdef int threads = default_threads() if count >= 65536 else 1
     cdef size_t chunks = min(count, 8 * <size_t> threads)
     starts = np.linspace(0, count, chunks + 1).astype(np.uint64)
     offsets = head + np.concatenate(([0], ends))[starts[:-1].astype(np.intp)] * np.uint64(id_width(count))
