@@ -769,3 +769,33 @@ def test_remove_refuses_foreign_folders(tmp_path: Path) -> None:
     TextIndex.remove(path)
     assert not path.exists()
     TextIndex.remove(path)  # missing is fine
+
+
+def test_files_of_a_commit_killed_half_way_do_not_block_the_next(tmp_path: Path) -> None:
+    """A writer killed after writing a commit's files but before its meta.json left
+    e.g. `<segment>.<opstamp>.del`; redoing that commit on reopen must not trip on it.
+    (Found by the kill -9 loop.) Rebuilt here: the folder before the commit, plus the
+    files the commit wrote and the bookkeeping that registered them."""
+    import shutil
+
+    path = tmp_path / "text"
+    index = open_index(path)
+    index.add(list(CORPUS), list(CORPUS.values()))
+    index.commit()
+    index.close()
+    before = tmp_path / "before"
+    shutil.copytree(path, before)
+    index = open_index(path)
+    index.delete([1])
+    index.commit()
+    index.close()
+    written = set(os.listdir(path)) - set(os.listdir(before))
+    assert any(name.endswith(".del") for name in written)
+    for name in written | {".managed.json"}:  # meta.json stays the old one: the commit never happened
+        shutil.copy(path / name, before / name)
+    index = open_index(before)
+    assert found(index, "park") == {1}
+    index.delete([1])
+    index.commit()  # the same opstamp again: its .del file name is taken
+    assert found(index, "park") == set() and index.rows().tolist() == [0, 2, 3, 4]
+    index.close()

@@ -512,6 +512,10 @@ class TextIndex:
         if not read_only:
             with _tantivy_errors(self._path, "creating the writer", write=True):
                 writer = index.writer(writer_heap_bytes, writer_threads)
+                # A writer killed mid-commit can leave files of the next opstamp
+                # behind (a segment's .del file), and committing the same
+                # opstamp again then fails on them: drop what no commit uses.
+                writer.garbage_collect_files()
         try:
             with _tantivy_errors(self._path, "opening a reader"):
                 index.reload()
