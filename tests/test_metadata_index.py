@@ -152,6 +152,19 @@ def test_index_reading_its_owners_documents_filters_the_same_and_saves_smaller()
     assert len(dumped(loaded)) == len(dumped(again))
 
 
+def test_rows_saved_in_4_bytes_and_files_with_8_byte_rows_still_load(monkeypatch):
+    rng = random.Random(6)
+    docs = {i: make_doc(rng, i) for i in range(1500)}
+    ix = MetadataIndex()
+    ix.set_many(list(docs), list(docs.values()))
+    narrow = dumped(ix)
+    monkeypatch.setattr(mi, "_U32_ROWS", 0)  # as files were written before
+    wide = dumped(ix)
+    assert len(narrow) < len(wide) - 4 * 1500
+    for data in (narrow, wide):
+        check_all(MetadataIndex.load(io.BytesIO(data)), docs, 1500)
+
+
 def test_empty_index_round_trip():
     ix = MetadataIndex.load(io.BytesIO(dumped(MetadataIndex())))
     assert ix.n_rows == 0

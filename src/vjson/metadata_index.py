@@ -90,6 +90,9 @@ class _Lazy:
 
 _LAZY = _Lazy()
 
+#: Up to this many rows, saved entries name their row in 4 bytes (else 8).
+_U32_ROWS = (1 << 32) - 1
+
 
 class _NoDocuments:
     """A document source for readers that never need whole documents (field statistics)."""
@@ -724,7 +727,8 @@ class MetadataIndex:
                 continue  # nothing live at this path
             sel = sel[np.argsort(p.row[sel], kind="stable")]  # canonical order: by row
             pre = f"p{len(path_meta)}."
-            sections.append((pre + "row", p.row[sel]))
+            rows = p.row[sel]
+            sections.append((pre + "row", rows.astype("<u4") if n <= _U32_ROWS else rows))  # 4 bytes an entry
             sections.append((pre + "kind", p.kind[sel]))
             cols = []
             strs: list[str] = []
@@ -892,7 +896,10 @@ class MetadataIndex:
                 raise bad(f"bad path name {name!r}")
             pre = f"p{i}."
             p = _Path(name)
-            row = sect(pre + "row", "<i8")
+            if pre + "row" not in sections:
+                raise bad(f"missing section {pre}row")
+            row = sect(pre + "row", "<u4" if sections[pre + "row"].dtype == np.dtype("<u4") else "<i8")
+            row = row.astype(np.int64)  # (files before kept int64 rows)
             m = len(row)
             kind = sect(pre + "kind", np.int8, m)
             if m:
