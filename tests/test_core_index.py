@@ -187,6 +187,21 @@ class TestBadInput:
         with pytest.raises(vjson.InvalidVectorError):
             self.index.search(vecs[2])
 
+    def test_vectors_whose_distances_would_overflow_are_refused(self):
+        huge = np.zeros((2, 8), np.float32)
+        huge[1, 5] = 2.0**64  # finite, but its squared distance to anything is inf in float32
+        with pytest.raises(vjson.InvalidVectorError, match="too large"):
+            self.index.add(huge, [900, 901])
+        assert len(self.index) == 200 and 900 not in self.index
+        for call in (lambda: self.index.search(huge[1]), lambda: self.index.search_batch(huge)):
+            with pytest.raises(vjson.InvalidVectorError, match="too large"):
+                call()
+        labels, dists = self.index.search(np.full(8, 1e18, np.float32), 3)  # large, still finite distances
+        assert len(labels) == 3 and np.isfinite(dists).all()
+        cosine = vjson.HNSWIndex(8, "cosine")  # scaled to unit length: any size works
+        cosine.add(huge[1:] + 1, [7])
+        assert cosine.search(huge[1], 1)[0][0] == 7
+
     def test_float64_and_non_contiguous_are_converted(self):
         q64 = self.data[3].astype(np.float64)
         assert self.index.search(q64, 1)[0][0] == 3

@@ -106,42 +106,55 @@ cdef object as_matrix(object data, size_t dim, str what="vectors"):
         return np.ascontiguousarray(array, dtype=np.float32)
 
 
-cdef Py_ssize_t first_bad_row(const float[:, ::1] rows, bint need_norm) noexcept nogil:
-    """Index of the first row holding NaN/inf (or all zeros when it must be normalised), or -1."""
-    cdef Py_ssize_t i, j
-    cdef bint nonzero
+# Above this squared norm, float32 L2 distances and dot products could overflow
+# to inf (|a - b|^2 <= 4 max(|a|^2, |b|^2) < FLT_MAX): such vectors are refused
+# under "l2" and "ip". Cosine vectors are scaled to unit length, so any size works.
+cdef double MAX_SQUARED_NORM = 1e37
+
+cdef enum:
+    ROW_OK = 0
+    ROW_NOT_FINITE = 1
+    ROW_ZERO = 2
+    ROW_TOO_LARGE = 3
+
+
+cdef inline int row_problem(const float *v, size_t dim, int metric) noexcept nogil:
+    """What is wrong with one vector for this metric (ROW_OK when nothing)."""
+    cdef size_t j
+    cdef double sq = 0.0
+    for j in range(dim):
+        if not isfinite(v[j]):
+            return ROW_NOT_FINITE
+        sq += <double> v[j] * v[j]
+    if metric == METRIC_COSINE:
+        return ROW_ZERO if sq == 0.0 else ROW_OK
+    return ROW_TOO_LARGE if sq > MAX_SQUARED_NORM else ROW_OK
+
+
+cdef Py_ssize_t first_bad_row(const float[:, ::1] rows, int metric, int *problem) noexcept nogil:
+    """Index of the first row with a problem (and which, in `problem`), or -1."""
+    cdef Py_ssize_t i
     for i in range(rows.shape[0]):
-        nonzero = False
-        for j in range(rows.shape[1]):
-            if not isfinite(rows[i, j]):
-                return i
-            if rows[i, j] != 0:
-                nonzero = True
-        if need_norm and not nonzero:
+        problem[0] = row_problem(&rows[i, 0], rows.shape[1], metric)
+        if problem[0] != ROW_OK:
             return i
     return -1
 
 
-cdef inline bint vector_ok(const float *v, size_t dim, bint need_norm) noexcept nogil:
-    cdef size_t j
-    cdef bint nonzero = False
-    for j in range(dim):
-        if not isfinite(v[j]):
-            return False
-        if v[j] != 0:
-            nonzero = True
-    return nonzero or not need_norm
-
-
 cdef object check_rows(object matrix, int metric, str what="vectors"):
     cdef const float[:, ::1] rows = matrix
-    cdef Py_ssize_t bad
-    with nogil:
-        bad = first_bad_row(rows, metric == METRIC_COSINE)
-    if bad >= 0:
-        if not np.isfinite(matrix[bad]).all():
-            raise InvalidVectorError(f"{what}[{bad}] holds NaN or infinite values")
+    cdef Py_ssize_t bad = -1
+    cdef int problem = ROW_OK
+    if rows.shape[0] > 0 and rows.shape[1] > 0:
+        with nogil:
+            bad = first_bad_row(rows, metric, &problem)
+    if problem == ROW_NOT_FINITE:
+        raise InvalidVectorError(f"{what}[{bad}] holds NaN or infinite values")
+    if problem == ROW_ZERO:
         raise InvalidVectorError(f"{what}[{bad}] is all zeros: a cosine vector needs a direction")
+    if problem == ROW_TOO_LARGE:
+        raise InvalidVectorError(f"{what}[{bad}] is too large (squared norm above {MAX_SQUARED_NORM:.0e}): "
+                                 "its float32 distances would overflow")
 
 
 cdef object as_labels(object labels, Py_ssize_t n):
@@ -763,7 +776,7 @@ cdef class HNSWIndex:
             if q.shape[0] != 1:
                 raise InvalidVectorError(f"search takes one query, got {q.shape[0]}; use search_batch")
             qv = q[0]
-        if not vector_ok(&qv[0], g.dim, g.metric == METRIC_COSINE):
+        if row_problem(&qv[0], g.dim, g.metric) != ROW_OK:
             check_rows(np.asarray(qv).reshape(1, -1), g.metric, "query")
         cdef const uint8_t *bptr = NULL
         cdef size_t nbytes = 0, count = 0

@@ -289,7 +289,7 @@ class VectorDB:
         """Insert one record; an existing id is replaced (upsert)."""
         self._current()
         check_id(id)
-        self.insert_batch([id], check_vector(vector, self.dimension)[None], [metadata], [text])
+        self.insert_batch([id], check_vector(vector, self.dimension, self.metric)[None], [metadata], [text])
 
     def insert_batch(self, ids: Sequence[str], vectors: Any, metadatas: Sequence[dict | None] | None = None,
                      texts: Sequence[str | None] | None = None) -> None:
@@ -300,7 +300,7 @@ class VectorDB:
         """
         self._check_writable()
         ids = check_ids(ids)
-        matrix = check_vectors(vectors, self.dimension)
+        matrix = check_vectors(vectors, self.dimension, metric=self.metric)
         if matrix.shape[0] != len(ids):
             raise InvalidInputError(f"got {len(ids)} ids for {matrix.shape[0]} vectors")
         metas = check_optional_list(metadatas, len(ids), "metadatas")
@@ -493,7 +493,7 @@ class VectorDB:
         """One result list per query row, computed across threads without the GIL."""
         gen = self._current()
         k = check_k(k)
-        queries = check_vectors(vectors, self.dimension, "queries")
+        queries = check_vectors(vectors, self.dimension, "queries", self.metric)
         include = _check_include(include)
         view = gen.view
         k = max(1, min(k, view.count))  # lists are not padded: a huge k must not allocate (m, k)

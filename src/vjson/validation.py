@@ -40,8 +40,14 @@ def check_ids(values: Any) -> list[str]:
     return ids
 
 
-def check_vectors(data: Any, dim: int, what: str = "vectors") -> np.ndarray:
-    """(n, dim) C-contiguous float32, finite. A list of lists is accepted."""
+#: Under "l2" and "ip" a larger squared norm could overflow float32 distances
+#: (the core refuses such vectors too). Cosine vectors are scaled to unit length.
+MAX_SQUARED_NORM = 1e37
+
+
+def check_vectors(data: Any, dim: int, what: str = "vectors", metric: str | None = None) -> np.ndarray:
+    """(n, dim) C-contiguous float32, finite (and not too large for `metric`'s
+    distances, when given). A list of lists is accepted."""
     try:
         array = np.asarray(data)
     except (ValueError, TypeError) as exc:
@@ -59,11 +65,17 @@ def check_vectors(data: Any, dim: int, what: str = "vectors") -> np.ndarray:
     if not np.isfinite(array).all():
         bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
         raise InvalidVectorError(f"{what}[{bad}] holds NaN or infinite values")
+    if metric in ("l2", "ip") and array.size:
+        squared = np.einsum("ij,ij->i", array, array, dtype=np.float64)
+        if (squared > MAX_SQUARED_NORM).any():
+            bad = int(np.flatnonzero(squared > MAX_SQUARED_NORM)[0])
+            raise InvalidVectorError(f"{what}[{bad}] is too large (squared norm above {MAX_SQUARED_NORM:.0e}): "
+                                     "its float32 distances would overflow")
     return array
 
 
-def check_vector(data: Any, dim: int) -> np.ndarray:
-    array = check_vectors(data, dim, "vector")
+def check_vector(data: Any, dim: int, metric: str | None = None) -> np.ndarray:
+    array = check_vectors(data, dim, "vector", metric)
     if array.shape[0] != 1:
         raise InvalidVectorError(f"expected one vector of dimension {dim}, got shape {np.shape(data)}")
     return array[0]
