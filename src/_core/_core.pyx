@@ -110,6 +110,8 @@ cdef object as_matrix(object data, size_t dim, str what="vectors"):
 # to inf (|a - b|^2 <= 4 max(|a|^2, |b|^2) < FLT_MAX): such vectors are refused
 # under "l2" and "ip". Cosine vectors are scaled to unit length, so any size works.
 cdef double MAX_SQUARED_NORM = 1e37
+#: Under "l2" and "ip", vectors with a larger squared norm are refused.
+SQUARED_NORM_LIMIT = MAX_SQUARED_NORM
 
 cdef enum:
     ROW_OK = 0
@@ -637,10 +639,10 @@ cdef class HNSWIndex:
         fresh = keys[keys >= count]
         if not np.array_equal(fresh, np.arange(count, count + fresh.shape[0], dtype=np.uint64)):
             raise InvalidInputError(f"new rows must follow the last node ({count}) in order, without gaps")
-        check_rows(np.asarray(self._attached)[keys.astype(np.intp)], g.metric)
+        rows = np.asarray(self._attached)[keys.astype(np.intp)]
+        check_rows(rows, g.metric)
         if g.metric == METRIC_COSINE:
-            sq = np.einsum("ij,ij->i", *(2 * [np.asarray(self._attached)[keys.astype(np.intp)]]))
-            if not np.all(np.abs(sq - 1.0) < 1e-3):
+            if not np.all(np.abs(np.einsum("ij,ij->i", rows, rows) - 1.0) < 1e-3):
                 raise InvalidVectorError("cosine rows of an attached array must be unit vectors (use normalise())")
         self.insert(NULL, keys, num_threads)
 

@@ -42,6 +42,8 @@ def brute_force_knn(
 
 #: Placeholder of a row not decoded yet in a lazily decoded row list.
 UNDECODED: object
+#: Under "l2" and "ip", vectors with a larger squared norm are refused (distances would overflow).
+SQUARED_NORM_LIMIT: float
 
 def normalise(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """Rows scaled to unit length, as stored under "cosine" (a zero row raises)."""

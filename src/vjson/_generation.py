@@ -59,6 +59,24 @@ def _set_bits(bits: np.ndarray, rows: np.ndarray) -> None:
     np.bitwise_or.at(bits, rows >> 3, np.left_shift(1, rows & 7).astype(np.uint8))
 
 
+def attach_vectors(graph: _core.HNSWIndex, vectors: VectorFile) -> None:
+    """Let a graph with external vectors read row i of the vector file as node i,
+    now and after every growth of the file (which moves its mapping)."""
+    if graph.external_vectors:
+        vectors.on_remap = graph.attach_vectors
+        if vectors.capacity_rows() > 0:
+            graph.attach_vectors(vectors.view(vectors.capacity_rows()))
+
+
+def link_rows(graph: _core.HNSWIndex, vectors: VectorFile, rows: np.ndarray,
+              matrix: np.ndarray | None = None) -> None:
+    """Add rows already written to the vector file (`matrix`, if at hand) to the graph."""
+    if graph.external_vectors:
+        graph.add_stored(rows)
+    else:  # a database from before format 2: the graph keeps its own copy
+        graph.add(matrix if matrix is not None else vectors.view(int(rows[-1]) + 1)[rows], rows)
+
+
 def _clear_bits(bits: np.ndarray, rows: np.ndarray) -> None:
     np.bitwise_and.at(bits, rows >> 3, ~np.left_shift(1, rows & 7).astype(np.uint8))
 
@@ -88,10 +106,7 @@ class Generation:
         self._row_text = row_text
         self._ids = ids
         self.metadata = metadata
-        if graph.external_vectors:  # the graph reads row i of the vector file as node i
-            vectors.on_remap = graph.attach_vectors
-            if vectors.capacity_rows() > 0:
-                graph.attach_vectors(vectors.view(vectors.capacity_rows()))
+        attach_vectors(graph, vectors)
         # What closes with this generation; the graph first, as it maps the vectors.
         self._resources: list[Any] = [graph, vectors, text]
         self.vector_crcs = vector_crcs
@@ -113,10 +128,7 @@ class Generation:
 
     def link(self, vectors: np.ndarray, rows: np.ndarray) -> None:
         """Add rows (already written to the vector file as `vectors`) to the graph."""
-        if self.graph.external_vectors:
-            self.graph.add_stored(rows)
-        else:  # a database from before format 2: the graph keeps its own copy
-            self.graph.add(vectors, rows)
+        link_rows(self.graph, self.vectors, rows, vectors)
 
     # ------------------------------------------------------------------ lazily built state
 

@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from vjson import _core
-from vjson._generation import Generation, JsonRows
+from vjson._generation import Generation, JsonRows, attach_vectors, link_rows
 from vjson.errors import CorruptionError
 from vjson.metadata_index import MetadataIndex
 from vjson.storage import RecordLog, VectorFile, read_blobs
@@ -70,11 +70,8 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
             seq, replayed, touched, added = _replay(record_log, vectors, row_ids, row_meta, row_text, ids, seq)
             if added:
                 rows = np.concatenate(added)
-                if graph.external_vectors:
-                    graph.attach_vectors(vectors.view(vectors.capacity_rows()))
-                    graph.add_stored(rows)
-                else:
-                    graph.add(vectors.view(int(rows[-1]) + 1)[rows], rows)
+                attach_vectors(graph, vectors)
+                link_rows(graph, vectors, rows)
             live_bits = None
         if ids is None and live_bits is None:  # no checkpoint and no log: a new database
             ids = {}

@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 
 from vjson import _core
-from vjson._generation import Generation, JsonRows
+from vjson._generation import Generation, JsonRows, attach_vectors, link_rows
 from vjson._opening import open_generation, rebuild_text
 from vjson._verify import verify
 from vjson.errors import (
@@ -694,8 +694,8 @@ class VectorDB:
                                         self._manifest["ef_construction"], capacity=max(len(live), 16),
                                         ef_search=self._ef_search, external_vectors=True)
                 if len(live):
-                    graph.attach_vectors(vectors.view(vectors.capacity_rows()))
-                    graph.add_stored(np.arange(len(live), dtype=np.uint64))
+                    attach_vectors(graph, vectors)
+                    link_rows(graph, vectors, np.arange(len(live), dtype=np.uint64))
                 row_ids = [old.row_ids[r] for r in live]
                 row_meta = [old.row_meta[r] for r in live]
                 row_text = [old.row_text[r] for r in live]

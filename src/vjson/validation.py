@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from vjson import _core
 from vjson.errors import (
     DimensionMismatchError,
     InvalidIdError,
@@ -41,8 +42,9 @@ def check_ids(values: Any) -> list[str]:
 
 
 #: Under "l2" and "ip" a larger squared norm could overflow float32 distances
-#: (the core refuses such vectors too). Cosine vectors are scaled to unit length.
-MAX_SQUARED_NORM = 1e37
+#: (the core's limit, checked here before anything is written). Cosine vectors
+#: are scaled to unit length.
+MAX_SQUARED_NORM: float = _core.SQUARED_NORM_LIMIT
 
 
 def check_vectors(data: Any, dim: int, what: str = "vectors", metric: str | None = None) -> np.ndarray:
