@@ -486,7 +486,8 @@ class TestVectorStorage:
             assert db.search(data[11_999], k=1)[0].id == "r11999"
 
     def test_format_1_database_opens_and_compact_upgrades_it(self, tmp_path):
-        """A database whose graph keeps its own vectors (format 1) still works; compact moves it to format 2."""
+        """A database whose graph keeps its own vectors (format 1) still works; compact moves it to format 2's
+        layout. (Its manifest says format 3 once a writer opened it: log frames older vjson cannot read.)"""
         import orjson
 
         path = tmp_path / "db"
@@ -500,10 +501,10 @@ class TestVectorStorage:
             db.insert_batch(ids(300), data)
             np.testing.assert_array_equal(db.get("r3").vector, data[3])  # format 1 kept vectors as given
         with vjson.open(path) as db:
-            assert db._manifest["format"] == 1 and not db._gen.graph.external_vectors
+            assert db._manifest["format"] == 3 and not db._gen.graph.external_vectors
             assert db.search(data[42], k=1)[0].id == "r42"
             db.compact()
-            assert db._manifest["format"] == 2 and db._gen.graph.external_vectors
+            assert db._manifest["format"] == 3 and db._gen.graph.external_vectors
         with vjson.open(path) as db:
             assert db._gen.graph.external_vectors and len(db) == 300
             assert db.search(data[42], k=1)[0].id == "r42"

@@ -105,13 +105,13 @@ class Generation:
         self._row_meta = row_meta
         self._row_text = row_text
         self._ids = ids
-        self.metadata = metadata
+        self._metadata = metadata
         attach_vectors(graph, vectors)
         # What closes with this generation; the graph first, as it maps the vectors.
         self._resources: list[Any] = [graph, vectors, text]
         self.vector_crcs = vector_crcs
-        self.filter_lock = threading.Lock()  # the filter index is not thread-safe
-        self.metadata_version = 0  # bumped by every change of the filter index
+        self._filter_lock = threading.Lock()  # the filter index is not thread-safe
+        self._metadata_version = 0  # bumped by every change of the filter index (keys the allowed cache)
         self._allowed_cache: dict[Any, tuple[View, int, _core.Bitset]] = {}
         self.view = self._full_view(live_bits)
         # Closed when the last reader lets go of a retired generation.
@@ -198,6 +198,30 @@ class Generation:
             self.ids[rid] = row0 + i
         return np.arange(row0, row0 + n, dtype=np.int64), dead
 
+    def index_metadata(self, rows: Sequence[int] | np.ndarray, metas: Sequence[dict | None]) -> None:
+        """Set rows' metadata in the filter index (writer side)."""
+        with self._filter_lock:
+            self._metadata.set_many(rows, metas)
+            self._metadata_version += 1
+
+    def unindex_metadata(self, rows: Sequence[int]) -> None:
+        """Drop retired rows from the filter index (writer side)."""
+        if not len(rows):
+            return
+        with self._filter_lock:
+            self._metadata.remove_many(rows)
+            self._metadata_version += 1
+
+    def dump_filters(self, fileobj: Any) -> None:
+        """Write the filter index (its checkpoint file's contents) to `fileobj`."""
+        with self._filter_lock:
+            self._metadata.dump(fileobj)
+
+    def filter_index_live(self) -> int:
+        """How many records the filter index holds (for verify())."""
+        with self._filter_lock:
+            return int(self._metadata.n_live)
+
     def live_rows(self) -> np.ndarray:
         rows = np.fromiter(self.ids.values(), dtype=np.int64, count=len(self.ids))
         rows.sort()
@@ -228,12 +252,12 @@ class Generation:
             return view.visible
         key = _filter_key(flt)
         hit = self._allowed_cache.get(key) if key is not None else None
-        if hit is not None and hit[0] is view and hit[1] == self.metadata_version:
+        if hit is not None and hit[0] is view and hit[1] == self._metadata_version:
             return hit[2]
         compiled = flt if isinstance(flt, CompiledFilter) else compile_filter(flt)
-        with self.filter_lock:
-            version = self.metadata_version
-            mask = self.metadata.evaluate(compiled, view.rows)
+        with self._filter_lock:
+            version = self._metadata_version
+            mask = self._metadata.evaluate(compiled, view.rows)
         packed = np.packbits(mask[:view.rows], bitorder="little")
         visible = view.visible.array
         np.bitwise_and(packed, visible[:len(packed)], out=packed)

@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from vjson import _core
+from vjson._logformat import decode_record
 from vjson._generation import Generation, JsonRows, attach_vectors, link_rows
 from vjson.errors import CorruptionError
 from vjson.metadata_index import MetadataIndex
@@ -118,12 +119,9 @@ def _replay(record_log: RecordLog, vectors: VectorFile, row_ids: list, row_meta:
     added: list[np.ndarray] = []
     touched: set[int] = set()
     frames = 0
-    for _, payload in record_log.frames():
-        try:
-            rec = orjson.loads(payload)
-            op, seq = rec["op"], rec["seq"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise CorruptionError(f"{record_log.path}: unreadable record") from None
+    for offset, payload in record_log.frames():
+        rec = decode_record(payload, f"{record_log.path} (byte {offset})")
+        op, seq = rec["op"], rec["seq"]
         frames += 1
         if op == "put":
             row0, n = rec["row"], len(rec["ids"])
@@ -151,8 +149,6 @@ def _replay(record_log: RecordLog, vectors: VectorFile, row_ids: list, row_meta:
                 if op == "meta":
                     row_meta[row] = rec["meta"][i]
                 touched.add(row)
-        else:
-            raise CorruptionError(f"{record_log.path}: unknown record type {op!r}")
     return seq, frames, touched, added
 
 

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
-from vjson import _core
+from vjson import _core, _logformat
 from vjson._generation import CRC_BLOCK, Generation
 from vjson.errors import CorruptionError, VJsonError
 from vjson.metadata_index import MetadataIndex
-from vjson.storage import RecordLog, read_blobs
+from vjson.storage import read_blobs
 
 
 def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size: int) -> dict[str, Any]:
@@ -55,16 +54,12 @@ def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size
 
 
 def _check_log(log_path: Path, log_size: int, gen: Generation) -> None:
-    reader = RecordLog(log_path, durable=False, read_only=True)
-    try:
-        for _, payload in reader.frames(committed=log_size):
-            rec = orjson.loads(payload)
-            if rec["op"] == "put":
-                row, n = rec["row"], len(rec["ids"])
-                if zlib.crc32(gen.vectors.view(row + n)[row:row + n].data) != rec["crc"]:
-                    raise CorruptionError(f"{gen.vectors.path}: rows {row}..{row + n - 1} fail their checksum")
-    finally:
-        reader.close()
+    recs, _ = _logformat.records(log_path, committed=log_size)
+    for rec in recs:
+        if rec["op"] == "put":
+            row, n = rec["row"], len(rec["ids"])
+            if zlib.crc32(gen.vectors.view(row + n)[row:row + n].data) != rec["crc"]:
+                raise CorruptionError(f"{gen.vectors.path}: rows {row}..{row + n - 1} fail their checksum")
 
 
 def _check_vector_blocks(gen: Generation, covered: int) -> None:
@@ -87,9 +82,9 @@ def _check_cross(gen: Generation) -> None:
     for rid, row in gen.ids.items():
         if gen.row_ids[row] != rid:
             raise CorruptionError(f"id {rid!r} maps to row {row}, which belongs to {gen.row_ids[row]!r}")
-    with gen.filter_lock:
-        if gen.metadata.n_live != len(live):
-            raise CorruptionError(f"the filter index holds {gen.metadata.n_live} records, not {len(live)}")
+    indexed = gen.filter_index_live()
+    if indexed != len(live):
+        raise CorruptionError(f"the filter index holds {indexed} records, not {len(live)}")
     if gen.text is not None:
         want = sorted(int(r) for r in live if gen.row_text[r] is not None)
         have = np.asarray(gen.text.rows()).tolist()

@@ -192,15 +192,9 @@ def _open_existing(path: str, read_only: bool = True) -> vjson.VectorDB:
 # ---------------------------------------------------------------- files on disk
 
 def _manifest(folder: Path) -> dict[str, Any]:
-    try:
-        value = orjson.loads((folder / MANIFEST).read_bytes())
-    except FileNotFoundError:
-        raise NotADatabaseError(f"{folder} does not hold a vjson database") from None
-    except orjson.JSONDecodeError as exc:
-        raise vjson.CorruptionError(f"{folder / MANIFEST}: not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise vjson.CorruptionError(f"{folder / MANIFEST}: not a vjson manifest")
-    return value
+    from vjson import _manifest as manifest
+
+    return manifest.read(folder)
 
 
 def _files(folder: Path) -> dict[str, dict[str, int]]:
@@ -224,23 +218,14 @@ def _files(folder: Path) -> dict[str, dict[str, int]]:
 
 def _log_stats(folder: Path, manifest: dict[str, Any]) -> dict[str, int]:
     """Records in the write-ahead log since the checkpoint, and the rows they added."""
-    from vjson.storage import RecordLog
+    from vjson import _logformat
 
     path = folder / manifest["log"]
     if not path.exists():
         return {"records": 0, "rows_added": 0, "bytes": 0}
-    reader = RecordLog(path, durable=False, read_only=True)
-    records = rows = 0
-    try:
-        for _, payload in reader.frames():
-            rec = orjson.loads(payload)
-            records += 1
-            if rec.get("op") == "put":
-                rows += len(rec["ids"])
-        size = reader.size
-    finally:
-        reader.close()
-    return {"records": records, "rows_added": rows, "bytes": size}
+    recs, found = _logformat.records(path)
+    rows = sum(len(rec["ids"]) for rec in recs if rec["op"] == "put")
+    return {"records": len(recs), "rows_added": rows, "bytes": found.end}
 
 
 def _graph_stats(folder: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:

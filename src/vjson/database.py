@@ -37,14 +37,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from vjson import _core
+from vjson import _core, _logformat, _manifest
 from vjson._generation import Generation, JsonRows, attach_vectors, link_rows
 from vjson._opening import open_generation, rebuild_text
 from vjson._verify import verify
 from vjson.errors import (
     CorruptionError,
     DatabaseClosedError,
-    FormatVersionError,
     InvalidInputError,
     InvalidVectorError,
     NotADatabaseError,
@@ -71,13 +70,12 @@ from vjson.validation import (
 
 log = logging.getLogger("vjson")
 
-FORMAT_VERSION = 2  # 2: the graph reads vectors from the vector file (cosine rows stored unit-length)
-MANIFEST = "MANIFEST.json"
-METRICS = ("cosine", "l2", "ip")
+FORMAT_VERSION = _manifest.FORMAT_VERSION
+MANIFEST = _manifest.NAME
+METRICS = _manifest.METRICS
 DURABILITY = ("sync", "flush")
 INCLUDE_ALL = ("metadata", "text", "vector")
 _DEFAULT_INCLUDE = ("metadata", "text")
-_FILE_KINDS = ("vectors", "log", "snapshot", "graph", "filters", "text")
 
 
 class VectorDB:
@@ -168,38 +166,14 @@ class VectorDB:
         _core.HNSWIndex(dimension, metric, M, ef_construction, capacity=0)  # validates M, ef_construction
         if tokenizer not in TOKENIZERS:
             raise InvalidInputError(f"tokenizer must be one of {sorted(TOKENIZERS)}, got {tokenizer!r}")
-        manifest = {
-            "format": FORMAT_VERSION, "dimension": dimension, "metric": metric, "M": M,
-            "ef_construction": ef_construction, "tokenizer": tokenizer,
-            "generation": 0, "checkpoint": 0, "vectors": "vectors-0.f32", "text": "text-0",
-            "log": "log-0.vjl", "snapshot": None, "graph": None, "filters": None, "rows": 0, "seq": 0,
-            "external_vectors": True,
-        }
-        (self.path / "vectors-0.f32").touch()
-        (self.path / "log-0.vjl").touch()
+        manifest = _manifest.new(dimension, metric, M, ef_construction, tokenizer)
+        (self.path / manifest["vectors"]).touch()
+        (self.path / manifest["log"]).touch()
         # the manifest last: until it exists the folder is not a database
-        atomic_write(self.path / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-
-    def _read_manifest(self) -> dict:
-        path = self.path / MANIFEST
-        try:
-            manifest = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as exc:
-            raise CorruptionError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("format"), int):
-            raise CorruptionError(f"{path}: not a vjson manifest")
-        if manifest["format"] > FORMAT_VERSION:
-            raise FormatVersionError(f"{path}: written by a newer vjson (format {manifest['format']}, "
-                                     f"this version reads up to {FORMAT_VERSION})")
-        required = ("dimension", "metric", "M", "ef_construction", "tokenizer", "checkpoint", "vectors", "log",
-                    "snapshot", "graph", "rows", "seq")
-        missing = [key for key in required if key not in manifest]
-        if missing or manifest["metric"] not in METRICS:
-            raise CorruptionError(f"{path}: damaged manifest (missing or invalid {missing or ['metric']})")
-        return manifest
+        _manifest.write(self.path, manifest)
 
     def _open(self, dimension: int | None, metric: str, max_elements: int | None) -> None:
-        m = self._read_manifest()
+        m = _manifest.read(self.path)
         if dimension is not None and dimension != m["dimension"]:
             raise InvalidInputError(f"{self.path} stores dimension {m['dimension']}, not {dimension}")
         if metric != "cosine" and metric != m["metric"]:  # "cosine" is the default: only an explicit choice conflicts
@@ -211,16 +185,20 @@ class VectorDB:
         self._gen, self._log, self._seq = opened.generation, opened.log, opened.seq
         self._dirty = opened.replayed > 0
         if not self.read_only:
+            if m["format"] < FORMAT_VERSION:
+                # This writer appends log frames older vjson cannot read: say so
+                # before the first append (a newer format is refused, never misread).
+                m = dict(m, format=FORMAT_VERSION)
+                _manifest.write(self.path, m, self._durable)
+                self._manifest = m
             self._remove_stray_files(m)
 
     def _remove_stray_files(self, m: dict) -> None:
         """Files of an interrupted checkpoint or compaction (never named by the manifest)."""
         import shutil
 
-        keep = {m.get(kind) for kind in _FILE_KINDS}
         for name in os.listdir(self.path):
-            stray = name not in keep and (name.split("-")[0] in _FILE_KINDS or name.startswith("."))
-            if stray:
+            if _manifest.is_leftover(name, m):
                 target = self.path / name
                 try:
                     shutil.rmtree(target) if target.is_dir() else target.unlink()
@@ -332,14 +310,11 @@ class VectorDB:
             if gen.graph.external_vectors and self.metric == "cosine":
                 matrix = _core.normalise(matrix)  # stored as searched: unit length
             gen.vectors.write(row0, matrix)
-            self._commit({"op": "put", "row": row0, "ids": ids, "meta": metas, "text": txts,
-                          "crc": zlib.crc32(matrix.data)})
+            self._commit(_logformat.encode_put(self._seq + 1, row0, ids, metas, txts, zlib.crc32(matrix.data)))
             rows, dead = gen.append_rows(ids, metas, txts)
             # Build the new rows beside the visible ones, publish, then retire.
             gen.link(matrix, rows)
-            with gen.filter_lock:
-                gen.metadata.set_many(rows, metas if metas is not None else [None] * len(ids))
-                gen.metadata_version += 1
+            gen.index_metadata(rows, metas if metas is not None else [None] * len(ids))
             fresh = [(int(r), t) for r, t in zip(rows, txts)] if txts is not None else []
             retiring_text = any(gen.row_text[r] is not None for r in dead)
             # If retired texts follow in a second commit, this one must not claim
@@ -350,11 +325,11 @@ class VectorDB:
             self._retire(gen, dead)
             self._maybe_checkpoint()
 
-    def _commit(self, frame: dict) -> None:
-        """Append the frame that makes a write durable; from here on it happened."""
+    def _commit(self, record: bytes) -> None:
+        """Append the record (sequence number self._seq + 1) that makes a write durable;
+        from here on it happened."""
         assert self._log is not None
-        frame["seq"] = self._seq + 1
-        self._log.append(orjson.dumps(frame))
+        self._log.append(record)
         self._seq += 1
         self._dirty = True
 
@@ -362,9 +337,7 @@ class VectorDB:
         """After publishing: drop retired rows from the filter and text indexes."""
         if not dead:
             return
-        with gen.filter_lock:
-            gen.metadata.remove_many(dead)
-            gen.metadata_version += 1
+        gen.unindex_metadata(dead)
         self._text_apply(gen, [], [r for r in dead if gen.row_text[r] is not None])
 
     def _text_apply(self, gen: Generation, add: list[tuple[int, str]], delete: list[int],
@@ -398,7 +371,7 @@ class VectorDB:
                                               "nothing deleted")
             if not targets:
                 return 0
-            self._commit({"op": "del", "ids": targets})
+            self._commit(_logformat.encode_delete(self._seq + 1, targets))
             dead = [gen.ids.pop(t) for t in targets]  # type: ignore[arg-type]
             gen.publish(np.empty(0, dtype=np.int64), dead)
             self._retire(gen, dead)
@@ -416,11 +389,9 @@ class VectorDB:
                 merged = dict(gen.row_meta[row] or {})
                 merged.update(metadata or {})
                 metadata = merged
-            self._commit({"op": "meta", "ids": [id], "meta": [metadata]})
+            self._commit(_logformat.encode_metadata(self._seq + 1, [id], [metadata]))
             gen.row_meta[row] = metadata
-            with gen.filter_lock:
-                gen.metadata.set(row, metadata)
-                gen.metadata_version += 1
+            gen.index_metadata([row], [metadata])
             self._maybe_checkpoint()
 
     # ------------------------------------------------------------------ reads
@@ -629,15 +600,14 @@ class VectorDB:
         snapshot_bytes = sum(len(f) for f in frames)
         write_blobs(self.path / names["snapshot"], frames)
         dump = io.BytesIO()
-        with gen.filter_lock:
-            gen.metadata.dump(dump)
+        gen.dump_filters(dump)
         atomic_write(self.path / names["filters"], dump.getvalue())
         (self.path / names["log"]).touch()
         m.update(names, checkpoint=c, generation=gen.number, rows=rows, seq=self._seq,
                  snapshot_bytes=snapshot_bytes, external_vectors=gen.graph.external_vectors,
-                 format=FORMAT_VERSION if gen.graph.external_vectors else m["format"])
+                 format=FORMAT_VERSION)
         try:
-            atomic_write(self.path / MANIFEST, orjson.dumps(m, option=orjson.OPT_INDENT_2))
+            _manifest.write(self.path, m, durable=True)
         except StorageError as exc:
             if getattr(exc, "replaced", False):  # the new manifest is in place: so must we be
                 self._switch_to(m, gen)
@@ -792,7 +762,7 @@ def _check_include(include: Sequence[str] | str) -> tuple[str, ...]:
 
 def open(path: str | os.PathLike[str], **kwargs: Any) -> VectorDB:  # noqa: A001 - vjson.open reads well
     """Open an existing database (NotADatabaseError if there is none)."""
-    if not (Path(os.fspath(path)) / MANIFEST).exists():
+    if not _manifest.exists(os.fspath(path)):
         raise NotADatabaseError(f"{path} does not hold a vjson database")
     return VectorDB(path, **kwargs)
 

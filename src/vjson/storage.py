@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vjson import _logformat
 from vjson.errors import CorruptionError, DatabaseLockedError, StorageError
 
 
@@ -109,17 +110,13 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
 
 # ---------------------------------------------------------------- the log
 
-_FRAME = struct.Struct("<II")  # payload length, CRC32 of payload
-MAX_FRAME = 1 << 31
-
-
 class RecordLog:
-    """Append-only frames ``[u32 length][u32 crc32][payload]``.
+    """The write-ahead log file: frames appended in order (format: vjson._logformat).
 
     A frame is written with one write call and is committed once it is on
     disk whole; a torn frame at the end (a crash mid-append) is dropped on
-    open. A bad frame followed by more data is corruption, reported with the
-    file name, never skipped.
+    open. A bad frame followed by more whole frames is corruption, reported
+    with the file name, never skipped.
     """
 
     def __init__(self, path: Path, durable: bool, read_only: bool = False, create: bool = False) -> None:
@@ -136,36 +133,15 @@ class RecordLog:
         """Yield (offset, payload) of every whole frame, truncating a torn tail.
 
         `committed` is a length known to be whole (from the manifest): damage
-        before it is always corruption.
+        before it is always corruption. A read-only log stops before a torn
+        tail instead of cutting it (a writer may be appending right now).
         """
-        size = os.fstat(self._fd).st_size
-        with open(self.path, "rb") as f:
-            data = f.read(size)
-        pos = 0
-        while pos < size:
-            torn = None
-            if pos + _FRAME.size > size:
-                torn = "partial frame header"
-            else:
-                length, crc = _FRAME.unpack_from(data, pos)
-                end = pos + _FRAME.size + length
-                if length > MAX_FRAME or end > size:
-                    torn = "frame runs past the end"
-                elif zlib.crc32(data[pos + _FRAME.size:end]) != crc:
-                    if end < size:
-                        raise CorruptionError(f"{self.path}: checksum mismatch in the record at byte {pos}")
-                    torn = "checksum mismatch in the last frame"
-            if torn is not None:
-                if pos < committed:
-                    raise CorruptionError(f"{self.path}: {torn} at byte {pos}, inside committed data")
-                if self.read_only:  # a writer may be appending right now: stop, never cut
-                    self.size = pos
-                else:
-                    self._truncate(pos)
-                return
-            yield pos, data[pos + _FRAME.size:end]
-            pos = end
-        self.size = size
+        found = _logformat.scan_file(self.path, 0, committed)
+        for frame in found.frames:
+            yield frame.offset, frame.payload
+        if found.torn is not None and not self.read_only:
+            self._truncate(found.end)
+        self.size = found.end
 
     def _truncate(self, size: int) -> None:
         try:
@@ -177,8 +153,10 @@ class RecordLog:
         self.size = size
 
     def append(self, payload: bytes) -> None:
-        """Write one frame; when this returns (durable: and is synced) it is committed."""
-        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        """Write one frame; when this returns (durable: and is synced) it is committed.
+
+        InvalidInputError, with nothing written, if the payload exceeds the frame limit."""
+        frame = _logformat.encode_frame(payload)
         try:
             fs.pwrite(self._fd, frame, self.size)
             if self.durable:
@@ -309,6 +287,8 @@ class VectorFile:
 
 
 # ---------------------------------------------------------------- blobs
+
+_FRAME = struct.Struct("<II")  # payload length, CRC32 of payload
 
 def write_blob(path: Path, payload: bytes, durable: bool = True) -> None:
     """One CRC-framed payload in its own file, replaced atomically."""

@@ -1,0 +1,103 @@
+"""``MANIFEST.json``: a database's settings and which of its files are current.
+
+This module owns the manifest's schema: creating, reading (with validation),
+writing (atomically: temp file, fsync, rename, fsync of the folder). The
+manifest changes only at checkpoints and compactions (and once when a writer
+first opens an older database): replacing it is their commit point.
+
+Fields: ``format`` (the oldest vjson format able to read the folder),
+``dimension``, ``metric``, ``M``, ``ef_construction``, ``tokenizer``;
+``generation`` and ``checkpoint`` numbers; the current files ``vectors``,
+``log``, ``snapshot``, ``graph``, ``filters`` (None before the first
+checkpoint) and ``text``; ``rows`` and ``seq`` (rows and last log sequence
+number the checkpoint holds); ``snapshot_bytes``; ``external_vectors`` (the
+graph reads vectors from the vector file; False in format 1).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from vjson.errors import CorruptionError, FormatVersionError, NotADatabaseError
+from vjson.storage import atomic_write
+
+NAME = "MANIFEST.json"
+#: 2: the graph reads vectors from the vector file (cosine rows stored unit-length);
+#: 3: log frames carry a header checksum (vjson._logformat).
+FORMAT_VERSION = 3
+METRICS = ("cosine", "l2", "ip")
+#: The manifest fields naming files; any other file of these kinds in the folder is a leftover.
+FILE_KINDS = ("vectors", "log", "snapshot", "graph", "filters", "text")
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "dimension": (int,), "metric": (str,), "M": (int,), "ef_construction": (int,), "tokenizer": (str,),
+    "checkpoint": (int,), "vectors": (str,), "log": (str,), "snapshot": (str, type(None)),
+    "graph": (str, type(None)), "rows": (int,), "seq": (int,),
+}
+
+
+def new(dimension: int, metric: str, M: int, ef_construction: int, tokenizer: str) -> dict[str, Any]:
+    """The manifest of an empty database (files vectors-0.f32, log-0.vjl, text-0)."""
+    return {
+        "format": FORMAT_VERSION, "dimension": dimension, "metric": metric, "M": M,
+        "ef_construction": ef_construction, "tokenizer": tokenizer,
+        "generation": 0, "checkpoint": 0, "vectors": "vectors-0.f32", "text": "text-0",
+        "log": "log-0.vjl", "snapshot": None, "graph": None, "filters": None, "rows": 0, "seq": 0,
+        "external_vectors": True,
+    }
+
+
+def exists(folder: str | os.PathLike[str]) -> bool:
+    return (Path(folder) / NAME).exists()
+
+
+def read(folder: Path) -> dict[str, Any]:
+    """The folder's manifest, validated: NotADatabaseError if absent, CorruptionError
+    if damaged, FormatVersionError if written by a newer vjson."""
+    path = folder / NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise NotADatabaseError(f"{folder} does not hold a vjson database") from None
+    return parse(raw, path)
+
+
+def parse(raw: bytes, path: Path) -> dict[str, Any]:
+    """Validate a manifest's bytes (read by the caller; `path` names it in errors)."""
+    try:
+        m = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptionError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(m, dict) or not isinstance(m.get("format"), int) or isinstance(m["format"], bool):
+        raise CorruptionError(f"{path}: not a vjson manifest")
+    if m["format"] > FORMAT_VERSION:
+        raise FormatVersionError(f"{path}: written by a newer vjson (format {m['format']}, "
+                                 f"this version reads up to {FORMAT_VERSION})")
+    bad = [key for key, types in _TYPES.items()
+           if key not in m or not isinstance(m[key], types) or isinstance(m[key], bool)]
+    if not bad and m["metric"] not in METRICS:
+        bad = ["metric"]
+    if bad:
+        raise CorruptionError(f"{path}: damaged manifest (missing or invalid {bad})")
+    return m
+
+
+def write(folder: Path, m: dict[str, Any], durable: bool = True) -> None:
+    """Replace the manifest atomically (StorageError with ``replaced=True`` if only
+    the final folder sync failed: the new manifest is then in place)."""
+    atomic_write(folder / NAME, orjson.dumps(m, option=orjson.OPT_INDENT_2), durable)
+
+
+def files(m: dict[str, Any]) -> set[str]:
+    """The names of the files and folders the manifest makes current."""
+    return {m[kind] for kind in FILE_KINDS if m.get(kind)}
+
+
+def is_leftover(name: str, m: dict[str, Any]) -> bool:
+    """A file of the database's kinds (or a temp file) that `m` does not name:
+    what an interrupted checkpoint or compaction leaves behind."""
+    return name not in files(m) and (name.split("-")[0] in FILE_KINDS or name.startswith("."))
