@@ -74,6 +74,10 @@ BAD_FILTERS = [
     ({"$and": [{"$nor": [{"x": {"$bad": 1}}]}]}, "unknown operator $bad at 'x' (in $and[0].$nor[0])"),
     ({"$not": {"$gt": 1}}, "$gt at $not needs a field"),
     ({"a": {"$not": {"$size": -2}}}, "$size at 'a' needs a non-negative int"),
+    ({"a": {"$icontains": 1}}, "$icontains at 'a' needs a string, got int"),
+    ({"a": {"$type": "text"}}, "$type at 'a': unknown type 'text'"),
+    ({"a": {"$type": []}}, "$type at 'a' needs a type name or a non-empty list"),
+    ({"a": {"$type": ["string", 3]}}, "$type at 'a' needs a type name"),
 ]
 
 
@@ -236,6 +240,19 @@ EXAMPLES = [
      {"float", "nested"}),
     ({}, set(NAMES)),
     ({"$not": {}}, set()),
+    # $icontains: strings only, case folded with str.lower
+    ({"title": {"$icontains": "hello w"}}, {"nested"}),
+    ({"genre": {"$icontains": "JA"}}, {"jazz"}),  # not the array ["jazz", "pop"]
+    ({"genre": {"$icontains": ""}}, {"jazz", "rock", "float", "zero"}),
+    ({"tags": {"$icontains": "LIVE"}}, {"strnum"}),
+    # $type: the value itself, never its elements
+    ({"rating": {"$type": "null"}}, {"rock"}),
+    ({"year": {"$type": "number"}}, {"jazz", "rock", "float", "zero"}),
+    ({"year": {"$type": ["bool", "string"]}}, {"bool", "strnum"}),
+    ({"genre": {"$type": "array"}}, {"bool"}),
+    ({"tags": {"$type": "string"}}, {"strnum"}),
+    ({"author": {"$type": "object"}}, {"jazz", "float", "nested"}),
+    ({"flag": {"$not": {"$type": "number"}}}, set(NAMES) - {"strnum", "zero"}),
 ]
 
 
@@ -358,6 +375,10 @@ def _op(val, op, arg):
         return _jtype(val) == "string" and _jtype(arg) == "string" and arg in val
     if op == "$size":
         return val is not _ABSENT and _jtype(val) == "array" and len(val) == arg
+    if op == "$icontains":
+        return val is not _ABSENT and _jtype(val) == "string" and arg.lower() in val.lower()
+    if op == "$type":
+        return val is not _ABSENT and _jtype(val) in ([arg] if isinstance(arg, str) else arg)
     if op == "$not":
         return not all(_op(val, o, a) for o, a in arg.items())
     raise AssertionError(op)
@@ -392,7 +413,8 @@ def ref_match(doc, flt):
 KEYS = ["a", "b", "c"]
 PATHS = ["a", "b", "c", "a.b", "b.c", "a.b.c", "c.a"]
 # small pools so that filters hit: 0 / 0.0 / -0.0 / False and 1 / 1.0 / True collide
-SCALARS = [None, True, False, 0, 1, 2, -1, 0.0, -0.0, 1.0, 2.5, "", "a", "b", "ab", "é"]
+SCALARS = [None, True, False, 0, 1, 2, -1, 0.0, -0.0, 1.0, 2.5, "", "a", "b", "ab", "é", "Ab", "É"]
+TYPE_NAMES = ["null", "bool", "number", "string", "array", "object"]
 
 scalars = st.sampled_from(SCALARS)
 # "a.b", "$x" and "" are unreachable from filters (dotted, operator-like, empty)
@@ -428,6 +450,9 @@ def _op_objects(depth):
         st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(filter_values, max_size=3)),
         st.tuples(st.just("$exists"), st.booleans()),
         st.tuples(st.just("$size"), st.integers(0, 3)),
+        st.tuples(st.just("$icontains"), st.sampled_from(["", "a", "A", "b", "AB", "é", "É"])),
+        st.tuples(st.just("$type"), st.one_of(st.sampled_from(TYPE_NAMES),
+                                              st.lists(st.sampled_from(TYPE_NAMES), min_size=1, max_size=3))),
     )
     if depth > 0:
         simple = st.one_of(simple, st.tuples(st.just("$not"), _op_objects(depth - 1)))
@@ -492,8 +517,10 @@ def _derived_filters(docs, limit=40):
                 if _jtype(x) in ("number", "string"):
                     for op in ("$gt", "$gte", "$lt", "$lte"):
                         out.append({path: {op: x}})
+            out.append({path: {"$type": _jtype(v)}})
             if isinstance(v, str) and v:
                 out.append({path: {"$contains": v[:1]}})
+                out.append({path: {"$icontains": v[:1].upper()}})
             if isinstance(v, list):
                 out.append({path: {"$size": len(v)}})
             out.append({"$or": [{path: {"$exists": False}}, {path: None}]})

@@ -21,7 +21,10 @@ Summary of the semantics (see the document for the full rules):
 * negations (``$ne``, ``$nin``, ``$not``, ``$nor``, ``$exists: false``) match
   records where the field is missing;
 * ``$contains`` matches an array with an element equal to the value, or a string
-  field containing the value as a substring.
+  field containing the value as a substring; ``$icontains`` the latter ignoring
+  case;
+* ``$type`` tests the JSON type of the field's value itself (an array is
+  ``"array"``, whatever its elements).
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ __all__ = [
     "In",
     "Exists",
     "Contains",
+    "IContains",
     "Size",
+    "Type",
     "CondNot",
     "CondAnd",
 ]
@@ -261,6 +266,33 @@ class Contains(_Cond):
 
 
 @dataclass(frozen=True)
+class IContains(_Cond):
+    """``$icontains``: a string field containing the value, ignoring case
+    (both sides lowered with ``str.lower``). Arrays never match."""
+
+    value: str
+
+    def test(self, value: Any) -> bool:
+        if value is MISSING or json_class(value) != STR:
+            return False
+        return self.value.lower() in value.lower()
+
+
+TYPE_NAMES = dict(zip(_CLASS_NAMES, range(6)))
+
+
+@dataclass(frozen=True)
+class Type(_Cond):
+    """``$type``: the field is present and its value (not its elements) has one
+    of the JSON classes (NULL, BOOL, NUM, STR, ARR, OBJ)."""
+
+    classes: frozenset
+
+    def test(self, value: Any) -> bool:
+        return value is not MISSING and json_class(value) in self.classes
+
+
+@dataclass(frozen=True)
 class Size(_Cond):
     n: int
 
@@ -410,7 +442,8 @@ def _collect_fields(node: _Node) -> list[str]:
 
 _LOGIC_LIST_OPS = ("$and", "$or", "$nor")
 _FIELD_OPS = frozenset(
-    ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not", "$contains", "$size"]
+    ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not", "$contains",
+     "$icontains", "$size", "$type"]
 )
 
 
@@ -547,6 +580,18 @@ def _parse_op(field: str, op: str, arg: Any, loc: str) -> _Cond:
         return Size(int(arg))
     if op == "$contains":
         return Contains(_value(arg, field, op, loc))
+    if op == "$icontains":
+        if not isinstance(arg, str):
+            raise FilterError(f"$icontains {where} needs a string, got {_tn(arg)}")
+        return IContains(str(arg))
+    if op == "$type":
+        names = [arg] if isinstance(arg, str) else arg
+        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+            raise FilterError(f"$type {where} needs a type name or a non-empty list of them, got {_tn(arg)}")
+        unknown = [n for n in names if n not in TYPE_NAMES]
+        if unknown:
+            raise FilterError(f"$type {where}: unknown type {unknown[0]!r} (one of {', '.join(_CLASS_NAMES)})")
+        return Type(frozenset(TYPE_NAMES[n] for n in names))
     if op == "$not":
         if not isinstance(arg, dict) or not arg or not _is_operator_object(arg):
             got = "an empty object" if arg == {} else (

@@ -58,12 +58,14 @@ from .filters import (
     Eq,
     Exists,
     Field,
+    IContains,
     In,
     MatchAll,
     Nor,
     Not,
     Or,
     Size,
+    Type,
     compile_filter,
     json_class,
     resolve_path,
@@ -962,6 +964,10 @@ def _validate(v: Any) -> None:
 # Evaluation
 # --------------------------------------------------------------------------
 
+# the value kinds of each JSON class (filters.NULL ... OBJ), for $type
+_CLASS_KINDS = {NULL: (K_NULL,), BOOL: (K_FALSE, K_TRUE), NUM: (K_NUM,), STR: (K_STR,), ARR: (K_ARR,),
+                OBJ: (K_OBJ,)}
+
 _NP_CMP = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
 
 
@@ -1046,6 +1052,15 @@ class _Evaluator:
             return ex if c.flag else self.live & ~ex
         if isinstance(c, Contains):
             return self.contains(p, fld, c)
+        if isinstance(c, IContains):
+            return self.icontains(p, c.value)
+        if isinstance(c, Type):
+            if p is None or p.n == 0:
+                return self.zeros()
+            lut = np.zeros(16, bool)
+            for cls in c.classes:
+                lut[list(_CLASS_KINDS[cls])] = True
+            return self.rows(p, lut[p.kind[: p.n]])  # value entries only: element kinds stay False
         if isinstance(c, Size):
             if p is None or p.alen is None:
                 return self.zeros()
@@ -1159,6 +1174,14 @@ class _Evaluator:
             sub = (p.kind[: p.n] == K_STR) & code_ok[p.sc[: p.n]]
             em = sub if em is None else (em | sub)
         return self.rows(p, em)
+
+    def icontains(self, p: _Path | None, v: str) -> np.ndarray:
+        """String values (not array elements) containing v, ignoring case."""
+        if p is None or p.sc is None or not p.n:
+            return self.zeros()
+        low = v.lower()
+        code_ok = np.append(np.fromiter((low in s.lower() for s in p.strs), bool, len(p.strs)), False)
+        return self.rows(p, (p.kind[: p.n] == K_STR) & code_ok[p.sc[: p.n]])
 
     # -- fallback: equality with an array or object value ----------------------
     def compound(self, p: _Path | None, fld: Field, v: Any, which: int, cond: Any) -> np.ndarray:
