@@ -120,7 +120,8 @@ class VJsonVectorStore(BasePydanticVectorStore):
             ids.append(node.node_id)
             vectors.append(node.embedding)
             metas.append(meta)
-            texts.append(node.get_content(metadata_mode=MetadataMode.NONE))
+            # empty content stays out of the text index (reads give "" back either way)
+            texts.append(node.get_content(metadata_mode=MetadataMode.NONE) or None)
         matrix = np.asarray(vectors, dtype=np.float32)
         if matrix.ndim != 2:
             raise InvalidInputError("the nodes' embeddings differ in length")
