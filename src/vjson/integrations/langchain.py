@@ -200,7 +200,7 @@ class VJson(VectorStore):
         if db is None or len(db) == 0:
             return []
         hits = db.search(embedding, k, filter=filter, ef_search=kwargs.get("ef_search"))
-        return [(_document(h.id, h.text, h.metadata), float(h.distance)) for h in hits]
+        return [(_document(h.id, h.text, h.metadata), float(h.distance)) for h in hits]  # type: ignore[arg-type]
 
     async def asimilarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
         vector = await self.embedding.aembed_query(query)
@@ -237,7 +237,7 @@ class VJson(VectorStore):
         if not hits:
             return []
         chosen = maximal_marginal_relevance(np.asarray(embedding, dtype=np.float32),
-                                            np.stack([h.vector for h in hits]), lambda_mult=lambda_mult, k=k)
+                                            np.stack([h.vector for h in hits if h.vector is not None]), lambda_mult=lambda_mult, k=k)
         return [_document(hits[i].id, hits[i].text, hits[i].metadata) for i in chosen]
 
     async def amax_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20,

@@ -24,6 +24,7 @@ import numpy as np
 
 from vjson.database import MANIFEST, VectorDB
 from vjson.errors import InvalidInputError, RecordNotFoundError
+from vjson.results import SearchResult
 from vjson.integrations import require
 from vjson.integrations.llama_index_filters import to_vjson_filter
 
@@ -86,8 +87,8 @@ class VJsonVectorStore(BasePydanticVectorStore):
         self._path = path
         self._options = dict(options, metric=metric)
         self._db = db
-        if db is None and (dimension is not None or os.path.exists(os.path.join(os.fspath(path), MANIFEST))):
-            self._db = VectorDB(path, dimension=dimension, **self._options)  # type: ignore[arg-type]
+        if path is not None and (dimension is not None or os.path.exists(os.path.join(os.fspath(path), MANIFEST))):
+            self._db = VectorDB(path, dimension=dimension, **self._options)
 
     @classmethod
     def class_name(cls) -> str:
@@ -193,6 +194,7 @@ class VJsonVectorStore(BasePydanticVectorStore):
             raise InvalidInputError(f"query mode {mode!r} needs query_str")
         if mode != "text_search" and query.query_embedding is None:
             raise InvalidInputError(f"query mode {mode!r} needs query_embedding")
+        hits: Sequence[SearchResult]
         if mode == "default":
             hits = db.search(query.query_embedding, k, filter=flt)
         elif mode == "text_search":
@@ -219,7 +221,7 @@ class VJsonVectorStore(BasePydanticVectorStore):
         threshold = query.mmr_threshold if query.mmr_threshold is not None else kwargs.get("mmr_threshold")
         scores, picked = get_top_k_mmr_embeddings(
             list(map(float, query.query_embedding)),  # type: ignore[arg-type]
-            [h.vector.tolist() for h in hits], similarity_top_k=k,
+            [h.vector.tolist() for h in hits if h.vector is not None], similarity_top_k=k,
             embedding_ids=list(range(len(hits))), mmr_threshold=threshold)
         chosen = [hits[i] for i in picked]
         return VectorStoreQueryResult(nodes=[_node(h.metadata, h.text) for h in chosen],
