@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from vjson.database import MANIFEST, VectorDB
 from vjson.errors import InvalidInputError, RecordNotFoundError
@@ -32,7 +33,7 @@ require("llama_index.core", "llama-index", "vjson.integrations.llama_index")
 
 from llama_index.core.bridge.pydantic import PrivateAttr  # noqa: E402
 from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings  # noqa: E402
-from llama_index.core.schema import BaseNode, MetadataMode  # noqa: E402
+from llama_index.core.schema import BaseNode, MetadataMode, TextNode  # noqa: E402
 from llama_index.core.vector_stores.types import (  # noqa: E402
     BasePydanticVectorStore,
     MetadataFilters,
@@ -45,7 +46,7 @@ __all__ = ["VJsonVectorStore"]
 
 MODES = ("default", "text_search", "hybrid", "mmr")
 _NODE, _NODE_TYPE, _NODE_ID = "$node", "$node_type", "_node_id"
-_SEARCH_FIELDS = ("metadata", "text")
+_TEXT_NODE = TextNode.class_name()
 
 
 class VJsonVectorStore(BasePydanticVectorStore):
@@ -269,4 +270,11 @@ def _node(metadata: dict | None, text: str | None) -> BaseNode:
     meta = metadata or {}
     if _NODE not in meta:
         raise InvalidInputError("this record was not written by VJsonVectorStore: it holds no node")
+    if meta.get(_NODE_TYPE) == _TEXT_NODE:
+        # the common case, built in one validation (metadata_dict_to_node validates
+        # again to set the text): this is most of a query's cost over db.search
+        data = orjson.loads(meta[_NODE])
+        if text is not None:
+            data["text"] = text
+        return TextNode.from_dict(data)
     return metadata_dict_to_node({"_node_content": meta[_NODE], "_node_type": meta.get(_NODE_TYPE)}, text)
