@@ -5,8 +5,8 @@ Two databases of the same clustered vectors (``--n`` x ``--dim``, cosine), one
 filled through ``VJson.add_embeddings`` (LangChain documents: text + small
 metadata), one through ``VJsonVectorStore.add`` (LlamaIndex nodes: text,
 metadata and the node's JSON). For each, in one process with the passes
-interleaved (a, b, c, c, b, a, ...), the median over ``--reps`` passes of the
-time per call of:
+interleaved (each query runs through every case in turn, in a rotating order),
+the median over ``--reps`` passes of the time per call of:
 
 * ``db.search(q, k)`` with q a numpy array, and with q a list of floats (what
   the frameworks hand over: embedding models return lists);
@@ -43,20 +43,24 @@ def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return (means[rng.integers(0, 50, size=n)] + rng.normal(0, 1, size=(n, dim))).astype(np.float32)
 
 
-def per_call_us(fn: Callable[[object], object], queries: List[object]) -> float:
-    t0 = time.perf_counter()
-    for q in queries:
-        fn(q)
-    return (time.perf_counter() - t0) / len(queries) * 1e6
-
-
 def interleaved(cases: Dict[str, Callable[[object], object]], inputs: Dict[str, List[object]],
                 reps: int) -> Dict[str, float]:
+    """Median over passes of µs per call; within a pass every query runs through
+    every case in turn (the order rotating), so load changes hit all cases alike."""
     names = list(cases)
     times: Dict[str, List[float]] = {n: [] for n in names}
+    n_queries = len(next(iter(inputs.values())))
     for rep in range(reps):
-        for name in names if rep % 2 == 0 else names[::-1]:
-            times[name].append(per_call_us(cases[name], inputs[name]))
+        spent = dict.fromkeys(names, 0.0)
+        for i in range(n_queries):
+            shift = (i + rep) % len(names)
+            for name in names[shift:] + names[:shift]:
+                fn, q = cases[name], inputs[name][i]
+                t0 = time.perf_counter()
+                fn(q)
+                spent[name] += time.perf_counter() - t0
+        for name in names:
+            times[name].append(spent[name] / n_queries * 1e6)
     return {n: median(t) for n, t in times.items()}
 
 

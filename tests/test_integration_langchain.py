@@ -170,6 +170,10 @@ def test_construction(tmp_path, embedding):
         wrapped.add_texts(["x"])
     assert not db.closed and len(db) == 1  # the caller owns it
     db.close()
+    docs = [Document(page_content="p", metadata={"a": 1}, id="p"), Document(page_content="q")]
+    built = VJson.from_documents(docs, embedding, path=tmp_path / "docs")
+    assert [d.page_content for d in built.get_by_ids(["p"])] == ["p"] and len(built.db) == 2
+    built.close()
     with pytest.raises(InvalidInputError, match="exactly one"):
         VJson(embedding=embedding)
     with pytest.raises(InvalidInputError, match="needs an embedding"):
