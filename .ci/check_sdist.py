@@ -25,6 +25,7 @@ REQUIRED_GLOBS = [
     "src/_core/*.pxi",
     "src/_core/*.h",
     "src/vjson/*.py",
+    "src/vjson/integrations/*.py",
     "src/vjson/*.pyi",
     "src/vjson/py.typed",
     "src/vjson/demo_data/*",

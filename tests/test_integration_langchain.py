@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -180,3 +181,27 @@ def test_construction(tmp_path, embedding):
         VJson(tmp_path / "x")
     with pytest.raises(InvalidInputError, match="ids"):
         VJson(tmp_path / "y", embedding).add_texts(["a", "b"], ids=["only-one"])
+
+
+def test_first_writes_from_two_threads_create_one_database(tmp_path, embedding):
+    store = VJson(tmp_path / "db", embedding, dimension=None)
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def write(i):
+        try:
+            barrier.wait()
+            store.add_texts([f"text {i}"], ids=[f"t{i}"])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sorted(store.db.ids()) == ["t0", "t1"]
+    store.close()
+    reopened = VJson(tmp_path / "db", embedding)
+    assert sorted(reopened.db.ids()) == ["t0", "t1"]
+    reopened.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -65,6 +66,7 @@ class VJson(VectorStore):
         self._path = path
         self._options = options
         self._db: VectorDB | None = db
+        self._create_lock = threading.Lock()
         if db is None and (options.get("dimension") is not None or _holds_database(path)):  # type: ignore[arg-type]
             self._db = VectorDB(path, **options)  # type: ignore[arg-type]
 
@@ -80,9 +82,11 @@ class VJson(VectorStore):
         return self.embedding
 
     def _writable_db(self, dimension: int) -> VectorDB:
-        if self._db is None:
-            self._db = VectorDB(self._path, dimension=dimension, **self._options)  # type: ignore[arg-type]
-        return self._db
+        with self._create_lock:  # two first writes at once must not open the folder twice
+            if self._db is None:
+                options = {k: v for k, v in self._options.items() if k != "dimension"}
+                self._db = VectorDB(self._path, dimension=dimension, **options)  # type: ignore[arg-type]
+            return self._db
 
     def close(self) -> None:
         """Close the database if this store opened it."""

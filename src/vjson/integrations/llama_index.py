@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,6 +77,7 @@ class VJsonVectorStore(BasePydanticVectorStore):
     _owns_db: bool = PrivateAttr(default=True)
     _path: Any = PrivateAttr(default=None)
     _options: dict = PrivateAttr(default_factory=dict)
+    _create_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, path: str | os.PathLike[str] | None = None, dimension: int | None = None,
                  metric: str = "cosine", *, db: VectorDB | None = None, **options: Any) -> None:
@@ -127,9 +129,10 @@ class VJsonVectorStore(BasePydanticVectorStore):
         matrix = np.asarray(vectors, dtype=np.float32)
         if matrix.ndim != 2:
             raise InvalidInputError("the nodes' embeddings differ in length")
-        db = self._db
-        if db is None:
-            db = self._db = VectorDB(self._path, dimension=matrix.shape[1], **self._options)
+        with self._create_lock:  # two first adds at once must not open the folder twice
+            if self._db is None:
+                self._db = VectorDB(self._path, dimension=matrix.shape[1], **self._options)
+            db = self._db
         db.insert_batch(ids, matrix, metas, texts)
         return ids
 
