@@ -30,6 +30,7 @@ from vjson.errors import (
     QueryError,
     ReadOnlyError,
     RecordNotFoundError,
+    ShardUnavailableError,
     StorageError,
     VJsonError,
 )
@@ -48,5 +49,5 @@ __all__ = [
     "CorruptionError", "DatabaseClosedError", "DatabaseLockedError", "DimensionMismatchError",
     "FilterError", "FormatVersionError", "InvalidIdError", "InvalidInputError",
     "InvalidMetadataError", "InvalidVectorError", "NotADatabaseError", "QueryError",
-    "ReadOnlyError", "RecordNotFoundError", "StorageError", "VJsonError",
+    "ReadOnlyError", "RecordNotFoundError", "ShardUnavailableError", "StorageError", "VJsonError",
 ]

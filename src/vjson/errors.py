@@ -74,3 +74,12 @@ class FormatVersionError(CorruptionError):
 
 class StorageError(VJsonError, OSError):
     """A write to disk failed (disk full, I/O error); the last commit is intact."""
+
+
+class ShardUnavailableError(VJsonError):
+    """A shard of a :class:`~vjson.distributed.ShardedVectorDB` did not answer
+    (its actor died and did not come back in time, or its node is gone).
+
+    For a write, the message says which shards applied their part; every
+    write is an upsert or idempotent, so retrying the call is safe.
+    """

@@ -415,6 +415,28 @@ def _empty_result() -> tuple[np.ndarray, np.ndarray]:
     return _EMPTY_RESULT_ROWS.copy(), _EMPTY_RESULT_SCORES.copy()
 
 
+# A term in the Debug form of a parsed query or an explanation: Term(field=2, type=Str, "fox")
+_DEBUG_TERM = re.compile(r'Term\(field=\d+, type=Str, "((?:[^"\\]|\\.)*)"\)')
+
+_DEBUG_PHRASE = re.compile(r"phrase_terms: \[(.*?)\], slop")
+
+
+def debug_terms(text: str) -> list[str]:
+    """The text terms named in tantivy's Debug output (a parsed query, an explanation's context)."""
+    return [re.sub(r"\\(.)", r"\1", t) for t in _DEBUG_TERM.findall(text)]
+
+
+def _find_detail(node: dict[str, Any], name: str) -> float | None:
+    """The value of the first explanation node whose description starts with `name`."""
+    if str(node.get("description", "")).startswith(name):
+        return float(node["value"])
+    for child in node.get("details") or ():
+        found = _find_detail(child, name)
+        if found is not None:
+            return found
+    return None
+
+
 class TextIndex:
     """A BM25 index of ``(row, text)`` pairs in one folder.
 
@@ -841,6 +863,62 @@ class TextIndex:
         rows = rows[keep][:k]
         scores = scores[keep][:k]
         return (rows, scores), exhausted
+
+    # ------------------------------------------------- statistics across indexes
+
+    def bm25_statistics(self, query: str) -> dict[str, Any]:
+        """The corpus statistics BM25 scores `query` with here, so several
+        indexes (the shards of a collection) can score with their sums, as
+        Elasticsearch's DFS mode does: ``{"docs": N, "avgdl": float or None,
+        "df": {term: documents holding it}, "phrases": [[term, ...], ...]}``
+        (a phrase scores with the sum of its terms' idf). ``docs`` counts what tantivy
+        counts, one internal marker document included; ``avgdl`` is None when
+        the index holds no text (tantivy reports it only in explanations).
+        """
+        index = self._live_index()
+        parsed = self._parse(query)
+        with _tantivy_errors(self._path, "reading statistics"):
+            searcher = index.searcher()
+            terms = sorted(set(debug_terms(repr(parsed))))
+            df = {t: int(searcher.doc_freq(TEXT_FIELD, t)) for t in terms}
+            probe = parsed
+            hits = searcher.search(probe, 1, count=False).hits
+            if not hits:  # nothing matches here: ask about the most common term instead
+                common = searcher.terms_with_prefix(TEXT_FIELD, "", limit=1)
+                if common:
+                    probe = tantivy.Query.term_query(self._schema, TEXT_FIELD, common[0][0])
+                    hits = searcher.search(probe, 1, count=False).hits
+            avgdl = _find_detail(json.loads(probe.explain(searcher, hits[0][1]).to_json()), "avgdl") if hits else None
+            phrases = [debug_terms(p) for p in _DEBUG_PHRASE.findall(repr(parsed))]
+            return {"docs": int(searcher.num_docs), "avgdl": avgdl, "df": df, "phrases": phrases}
+
+    def explain(self, query: str, rows: Sequence[int] | np.ndarray) -> dict[int, dict[str, Any]]:
+        """Tantivy's score explanation (``{"value", "description", "details",
+        "context"}``, nested) of each of `rows` that matches `query`."""
+        wanted = _as_rows(rows).tolist()
+        index = self._live_index()
+        parsed = self._parse(query)
+        if not wanted:
+            return {}
+        with _tantivy_errors(self._path, "explaining"):
+            searcher = index.searcher()
+            only = tantivy.Query.boolean_query([
+                (tantivy.Occur.Must, parsed),
+                (tantivy.Occur.Must, tantivy.Query.const_score_query(
+                    tantivy.Query.term_set_query(self._schema, ROW_FIELD, wanted), 0.0)),
+            ])
+            hits = searcher.search(only, len(wanted), count=False).hits
+            values = searcher.fast_field_values(ROW_FIELD, [addr for _, addr in hits])
+            return {int(row): json.loads(parsed.explain(searcher, addr).to_json())
+                    for row, (_, addr) in zip(values, hits) if row is not None}
+
+    def _parse(self, query: str) -> Any:
+        if not isinstance(query, str):
+            raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
+        try:
+            return self._live_index().parse_query(_rewrite_not(query), [TEXT_FIELD])
+        except ValueError as exc:
+            raise QueryError(f"invalid full-text query {query!r}: {exc}") from exc
 
     # ------------------------------------------------------------- lifecycle
 
