@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import ray
@@ -344,13 +344,13 @@ class ShardedVectorDB:
                                          "a cosine vector needs a direction")
         if not ids:
             return
-        calls = {}
+        calls: dict[int, Callable[[Any], Any]] = {}
         for shard, pos in self._groups(ids).items():
             part = (ids if len(pos) == len(ids) else [ids[p] for p in pos],
                     matrix if len(pos) == len(ids) else matrix[pos],
                     None if metas is None else [metas[p] for p in pos],
                     None if txts is None else [txts[p] for p in pos])
-            calls[shard] = (lambda a, part=part: a.call.remote("insert_batch", *part))
+            calls[shard] = _calling("call", "insert_batch", *part)
         self._ask(calls)
 
     def update_metadata(self, id: str, metadata: dict | None, merge: bool = False) -> None:
@@ -377,11 +377,11 @@ class ShardedVectorDB:
         if not targets:
             return 0
         parts = {shard: [targets[p] for p in pos] for shard, pos in self._groups(targets).items()}
-        absent = self._ask({s: (lambda a, part=part: a.missing.remote(part)) for s, part in parts.items()})
+        absent = self._ask({s: _calling("missing", part) for s, part in parts.items()})
         missing = [t for t in targets if t in set().union(*absent.values())]
         if missing:
             raise RecordNotFoundError(f"no record with id {missing[0]!r} ({len(missing)} missing); nothing deleted")
-        deleted = self._ask({s: (lambda a, part=part: a.delete_present.remote(part)) for s, part in parts.items()})
+        deleted = self._ask({s: _calling("delete_present", part) for s, part in parts.items()})
         return sum(deleted.values())
 
     # ------------------------------------------------------------------ reads
@@ -407,7 +407,7 @@ class ShardedVectorDB:
         self._check_open()
         ids = check_ids(ids)
         groups = self._groups(ids)
-        answers = self._ask({s: (lambda a, pos=pos: a.call.remote("get_batch", [ids[p] for p in pos], include))
+        answers = self._ask({s: _calling("call", "get_batch", [ids[p] for p in pos], include)
                              for s, pos in groups.items()})
         out: list[Record | None] = [None] * len(ids)
         for s, pos in groups.items():
@@ -486,7 +486,7 @@ class ShardedVectorDB:
             row_of.setdefault(hit.id, len(row_of))
         vrows = [row_of[h.id] for h in vector_hits]
         trows = [row_of[h.id] for h in text_hits]
-        vdists = [h.distance for h in vector_hits]
+        vdists = [cast(float, h.distance) for h in vector_hits]  # vector hits always have one
         tscores = [h.score for h in text_hits]
         if fusion == "rrf":
             fused = fuse.rrf([vrows, trows], k=rrf_k, scores=[vdists, tscores], limit=k)
@@ -530,6 +530,11 @@ class ShardedVectorDB:
             self._ask({i: (lambda a: a.close.remote()) for i in range(len(self._actors))})
         finally:
             self._stop()
+
+
+def _calling(method: str, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+    """A shard call, made when handed the actor (so a retry can make it again)."""
+    return lambda actor: getattr(actor, method).remote(*args, **kwargs)
 
 
 def _original(exc: RayTaskError) -> BaseException:
