@@ -147,6 +147,12 @@ def test_exact_search_identical(sharded, single, data):
             assert np.allclose([r.distance for r in a], [r.distance for r in b], rtol=1e-5)
             one = sharded.search(queries[q], 10, filter=flt, ef_search=N)
             assert [r.id for r in one] == [r.id for r in a]
+    every = ["metadata", "text", "vector"]
+    for a, b in zip(sharded.batch_search(queries[:3], 5, include=every, ef_search=N),
+                    single.batch_search(queries[:3], 5, include=every, ef_search=N)):
+        assert [(r.id, r.metadata, r.text, r.score) for r in a] == [(r.id, r.metadata, r.text, r.score) for r in b]
+        assert all(np.array_equal(x.vector, y.vector) for x, y in zip(a, b))
+    assert [r.metadata for r in sharded.batch_search(queries[:2], 3, include=[], ef_search=N)[0]] == [None] * 3
     hit = sharded.search(queries[0], 3, include=["metadata", "text", "vector"], ef_search=N)[0]
     ref = single.get(hit.id)
     assert hit.metadata == ref.metadata and hit.text == ref.text and np.array_equal(hit.vector, ref.vector)

@@ -18,6 +18,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from vjson import fusion as fuse
 from vjson.database import _DEFAULT_INCLUDE, INCLUDE_ALL, VectorDB, _check_include
 from vjson.distributed._bm25 import merge_statistics
+from vjson.distributed._columns import merge_nearest
 from vjson.distributed._layout import check_reattach, new_layout, read_layout, shard_folder, shard_of, write_layout
 from vjson.distributed._shard import VectorShard
 from vjson.errors import (
@@ -190,6 +191,11 @@ class ShardedVectorDB:
         delay = 0.05
         while True:
             refs = {i: make(self._actors[i]) for i, make in pending.items()}
+            try:  # the common case: every shard answers; one wait for all
+                results.update(zip(refs, ray.get(list(refs.values()))))
+                return results
+            except (RayTaskError, RayActorError):
+                pass  # find out which shard failed, and how
             failed: dict[int, BaseException] = {}
             error: BaseException | None = None
             for i in sorted(refs):
@@ -427,9 +433,12 @@ class ShardedVectorDB:
         """One result list per query row; the queries travel as one array to each shard."""
         self._check_open()
         k = check_k(k)
+        include = _check_include(include)
         queries = ray.put(check_vectors(vectors, self.dimension, "queries", self.metric))
-        parts = self._all("batch_search", queries, k, filter, ef_search, include, num_threads)
-        return [_nearest([hit for part in per_query for hit in part], k) for per_query in zip(*parts)]
+        n = len(self._actors)
+        parts = self._ask({i: _calling("search_columns", queries, k, filter, ef_search, include, num_threads)
+                           for i in range(n)})
+        return merge_nearest([parts[i] for i in range(n)], k)
 
     def text_search(self, query: str, k: int = 10, filter: dict | None = None,
                     include: Sequence[str] = _DEFAULT_INCLUDE, syntax: bool | None = None) -> list[SearchResult]:

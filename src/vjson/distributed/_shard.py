@@ -18,6 +18,7 @@ from typing import Any
 
 from vjson.database import MANIFEST, VectorDB
 from vjson.distributed._bm25 import rescore
+from vjson.distributed._columns import Columns
 from vjson.errors import InvalidInputError, NotADatabaseError, RecordNotFoundError, VJsonError
 from vjson.results import SearchResult
 from vjson.text_index import TextIndex, escape_query
@@ -81,6 +82,14 @@ class VectorShard:
         if method not in FORWARDED:
             raise VJsonError(f"shards do not forward {method!r}")
         return getattr(self._open_db(), method)(*args, **kwargs)
+
+    def search_columns(self, queries: Any, k: int, filter: dict | None, ef_search: int | None,
+                       include: Sequence[str], num_threads: int | None) -> Columns:
+        """VectorDB.batch_search, answered as columns (see Columns): a batch
+        of results crosses to the driver as a few arrays and lists, not as
+        one pickled object per hit."""
+        return Columns.of(self._open_db().batch_search(queries, k, filter, ef_search, include, num_threads),
+                          include)
 
     def set_ef_search(self, value: int) -> None:
         self._open_db().ef_search = value
