@@ -482,6 +482,8 @@ class TextIndex:
             raise InvalidInputError("writer_heap_bytes must be at least 15,000,000 per thread")
         self._path = Path(os.fspath(path))
         self._lock = threading.RLock()
+        # (commit version, its average text length): BM25 statistics of a query matching nothing here
+        self._avgdl_of: tuple[Any, float | None] = (None, None)
         self._closed = True
         self._dirty = False
         self._writer: Any = None
@@ -881,16 +883,26 @@ class TextIndex:
             searcher = index.searcher()
             terms = sorted(set(debug_terms(repr(parsed))))
             df = {t: int(searcher.doc_freq(TEXT_FIELD, t)) for t in terms}
-            probe = parsed
-            hits = searcher.search(probe, 1, count=False).hits
-            if not hits:  # nothing matches here: ask about the most common term instead
-                common = searcher.terms_with_prefix(TEXT_FIELD, "", limit=1)
-                if common:
-                    probe = tantivy.Query.term_query(self._schema, TEXT_FIELD, common[0][0])
-                    hits = searcher.search(probe, 1, count=False).hits
-            avgdl = _find_detail(json.loads(probe.explain(searcher, hits[0][1]).to_json()), "avgdl") if hits else None
+            hits = searcher.search(parsed, 1, count=False).hits
+            if hits:
+                avgdl = _find_detail(json.loads(parsed.explain(searcher, hits[0][1]).to_json()), "avgdl")
+            else:  # nothing matches here: the average of this commit, found once
+                addr = self._marker_hit(searcher)
+                version = (int(searcher.num_docs),
+                           None if addr is None else searcher.fast_field_values(MARKER_FIELD, [addr])[0])
+                if self._avgdl_of[0] != version:
+                    self._avgdl_of = (version, self._probe_avgdl(searcher))
+                avgdl = self._avgdl_of[1]
             phrases = [debug_terms(p) for p in _DEBUG_PHRASE.findall(repr(parsed))]
             return {"docs": int(searcher.num_docs), "avgdl": avgdl, "df": df, "phrases": phrases}
+
+    def _probe_avgdl(self, searcher: Any) -> float | None:
+        common = searcher.terms_with_prefix(TEXT_FIELD, "", limit=1)  # walks the term dictionary
+        if not common:
+            return None
+        probe = tantivy.Query.term_query(self._schema, TEXT_FIELD, common[0][0])
+        hits = searcher.search(probe, 1, count=False).hits
+        return _find_detail(json.loads(probe.explain(searcher, hits[0][1]).to_json()), "avgdl") if hits else None
 
     def explain(self, query: str, rows: Sequence[int] | np.ndarray) -> dict[int, dict[str, Any]]:
         """Tantivy's score explanation (``{"value", "description", "details",

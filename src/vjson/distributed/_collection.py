@@ -454,19 +454,21 @@ class ShardedVectorDB:
         k = check_k(k)
         include = _check_include(include)
         n = len(self._actors)
-        stats = self._text_statistics(query, syntax)
+        stats, local = self._text_statistics(query, syntax)
         depth = k if n == 1 else text_depth(k)
-        hits = self._ask({i: (lambda a: a.text_candidates.remote(query, k, depth, filter, include, syntax, stats))
+        hits = self._ask({i: _calling("text_candidates", query, k, depth, filter, include, syntax, stats, local[i])
                           for i in range(n)})
         return _best([h for i in range(n) for h in hits[i]], k)
 
-    def _text_statistics(self, query: Any, syntax: bool | None) -> dict[str, Any] | None:
-        """Round one of a DFS text search: the query's BM25 statistics over all shards."""
+    def _text_statistics(self, query: Any, syntax: bool | None) -> tuple[dict[str, Any] | None, list[Any]]:
+        """Round one of a DFS text search: the query's BM25 statistics summed
+        over all shards, and each shard's own (handed back to it in round two)."""
         n = len(self._actors)
         if n == 1:
-            return None  # one shard's own statistics are the collection's
+            return None, [None]  # one shard's own statistics are the collection's
         parts = self._ask({i: (lambda a: a.text_statistics.remote(query, syntax)) for i in range(n)})
-        return None if any(p is None for p in parts.values()) else merge_statistics([parts[i] for i in range(n)])
+        local = [parts[i] for i in range(n)]
+        return (None if any(p is None for p in local) else merge_statistics(local)), local
 
     def hybrid_search(self, vector: Any, text: str, k: int = 10, filter: dict | None = None,
                       fusion: str = "rrf", rrf_k: float = 60, alpha: float = 0.5, candidates: int = 100,
@@ -482,10 +484,10 @@ class ShardedVectorDB:
             raise InvalidInputError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
         depth = max(candidates, k)
         n = len(self._actors)
-        stats = self._text_statistics(text, syntax)
+        stats, local = self._text_statistics(text, syntax)
         deeper = depth if n == 1 else text_depth(depth)
-        answers = self._ask({i: (lambda a: a.hybrid_candidates.remote(vector, text, depth, deeper, filter, ef_search,
-                                                                      include, syntax, stats)) for i in range(n)})
+        answers = self._ask({i: _calling("hybrid_candidates", vector, text, depth, deeper, filter, ef_search, include,
+                                         syntax, stats, local[i]) for i in range(n)})
         vector_hits = _nearest([h for i in range(n) for h in answers[i][0]], depth)
         text_hits = _best([h for i in range(n) for h in answers[i][1]], depth)
         hits_by_id: dict[str, SearchResult] = {}
@@ -556,8 +558,9 @@ def _original(exc: RayTaskError) -> BaseException:
 
 def text_depth(k: int) -> int:
     """Candidates per shard for a text top-k: global statistics reorder a
-    shard's hits a little, so each rescores more than it returns."""
-    return 2 * k + 10
+    shard's hits a little (scores move by a few percent), so each rescores
+    more than it returns."""
+    return k + max(10, k // 2)
 
 
 def _nearest(hits: list[SearchResult], k: int) -> list[SearchResult]:

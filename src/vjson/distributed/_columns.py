@@ -9,7 +9,7 @@ SearchResult objects only for the hits it keeps after the merge.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class Columns:
         np.cumsum([len(hits) for hits in results], out=offsets[1:])
         vectors = None
         if "vector" in include:
-            vectors = np.stack([h.vector for h in flat]) if flat else np.empty((0, 0), dtype=np.float32)
+            vectors = np.stack([cast(np.ndarray, h.vector) for h in flat]) if flat else np.empty((0, 0), dtype=np.float32)
         return cls([h.id for h in flat], np.array([h.distance for h in flat], dtype=np.float64),
                    np.array([h.score for h in flat], dtype=np.float64), offsets,
                    [h.metadata for h in flat] if "metadata" in include else None,

@@ -117,13 +117,13 @@ class VectorShard:
         return self._open_db().delete(filter=filter)
 
     def hybrid_candidates(self, vector: Any, text: str, depth: int, text_depth: int, filter: dict | None,
-                          ef_search: int | None, include: Sequence[str], syntax: bool,
-                          stats: dict[str, Any] | None) -> tuple[list[SearchResult], list[SearchResult]]:
+                          ef_search: int | None, include: Sequence[str], syntax: bool, stats: dict[str, Any] | None,
+                          local: dict[str, Any] | None) -> tuple[list[SearchResult], list[SearchResult]]:
         """Both sides' `depth` best hits (text scored with the collection's
         statistics), for the driver to merge globally and then fuse."""
         db = self._open_db()
         vector_hits = db.search(vector, depth, filter, max(ef_search or db.ef_search, depth), include)
-        return vector_hits, self.text_candidates(text, depth, text_depth, filter, include, syntax, stats)
+        return vector_hits, self.text_candidates(text, depth, text_depth, filter, include, syntax, stats, local)
 
     def text_statistics(self, query: Any, syntax: bool | None) -> dict[str, Any] | None:
         """BM25 statistics of `query` here (round one of a DFS text search); None without a text index."""
@@ -135,19 +135,20 @@ class VectorShard:
         return text.bm25_statistics(query if _syntax(syntax) else escape_query(query))
 
     def text_candidates(self, query: str, k: int, depth: int, filter: dict | None, include: Sequence[str],
-                        syntax: bool | None, stats: dict[str, Any] | None) -> list[SearchResult]:
+                        syntax: bool | None, stats: dict[str, Any] | None,
+                        local: dict[str, Any] | None) -> list[SearchResult]:
         """This shard's `depth` best text hits, rescored with the collection's
-        statistics (round two), best `k` first."""
+        statistics (round two), best `k` first. `local`: this shard's own
+        statistics from round one."""
         db = self._open_db()
         hits = db.text_search(query, depth, filter, include, syntax=_syntax(syntax))
         text = self._text_index()
-        if stats is None or text is None or not hits:
+        if stats is None or local is None or text is None or not hits:
             return hits[:k]
         ids = db._current().ids  # noqa: SLF001 - rows of the hits, to ask the text index about them
         rows = {h.id: ids.get(h.id) for h in hits}
         parsed = query if _syntax(syntax) else escape_query(query)
         trees = text.explain(parsed, [r for r in rows.values() if r is not None])
-        local = text.bm25_statistics(parsed)
         for hit in hits:
             tree = trees.get(rows[hit.id])  # type: ignore[arg-type]
             if tree is not None:
