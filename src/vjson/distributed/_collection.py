@@ -65,8 +65,9 @@ class ShardedVectorDB:
     and a reattach places it there again.
 
     Placement: one placement group of ``shards`` bundles of ``shard_cpus``
-    CPUs, strategy ``placement`` (``"SPREAD"``: over as many nodes as
-    possible). Faults: Ray restarts a dead shard actor (``max_restarts``, -1:
+    CPUs (default 1), strategy ``placement`` (default ``"SPREAD"``: over as
+    many nodes as possible); both are stored, and a reattach may change them.
+    Faults: Ray restarts a dead shard actor (``max_restarts``, -1:
     always) and it reopens its folder; every call is idempotent (writes are
     upserts routed by a stable id hash), so calls that hit a dead shard are
     retried until ``retry_timeout`` seconds have passed, then raise
