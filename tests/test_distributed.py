@@ -426,3 +426,19 @@ def test_dead_shard_raises_shard_unavailable(cluster, tmp_path):
         db.close()
     with ShardedVectorDB("d", tmp_path) as again:  # its folder is intact: a new actor reopens it
         assert len(again) == 50
+
+
+def test_restarted_shard_refuses_to_start_empty(cluster, tmp_path):
+    """A shard whose folder is gone (its disk lost) says so instead of silently serving nothing."""
+    import shutil
+
+    from vjson.distributed import ShardedVectorDB
+
+    db = ShardedVectorDB("lost", tmp_path, DIM, "l2", shards=2, shard_cpus=SHARD_CPUS, retry_timeout=5.0)
+    db.insert_batch([f"x-{i}" for i in range(40)], clustered(40, DIM))
+    shutil.rmtree(tmp_path / "lost" / "shard-1")
+    ray.kill(db.actors[1], no_restart=False)
+    with pytest.raises(vjson.NotADatabaseError, match="shard 1.*holds no vjson database"):
+        db.count()
+    assert not (tmp_path / "lost" / "shard-1").exists()
+    db.close()
