@@ -46,6 +46,7 @@ from vjson.validation import (
 PLACEMENTS = ("SPREAD", "PACK", "STRICT_SPREAD", "STRICT_PACK")
 #: VectorDB's own options (what the shards are opened with), besides path/dimension/metric
 DB_OPTIONS = frozenset(inspect.signature(VectorDB.__init__).parameters) - {"self", "path", "dimension", "metric"}
+_DB_DEFAULTS = {name: p.default for name, p in inspect.signature(VectorDB.__init__).parameters.items()}
 #: options that apply to one opening only: a reattach may change them; the rest are stored
 PER_OPEN = frozenset({"read_only", "durability", "ef_search", "max_elements"})
 
@@ -120,7 +121,7 @@ class ShardedVectorDB:
         self.metric: str = layout["metric"]
         self._options = {**layout["options"], **options}
         self._read_only = bool(self._options.get("read_only", False))
-        self._ef_search = int(self._options.get("ef_search", 64))
+        self._ef_search = int(self._options.get("ef_search", _DB_DEFAULTS["ef_search"]))
         n = layout["shards"]
         shard_options = dict(self._options, dimension=self.dimension, metric=self.metric)
         self._start(n, layout["nodes"], layout["placement"], layout["shard_cpus"], max_restarts, max_concurrency,
