@@ -363,6 +363,11 @@ def test_reattach_from_a_second_driver(cluster, tmp_path):
         assert again.ef_search == 64  # per-open settings are not stored
         again.ef_search = 100
         assert again.ef_search == 100
+        with ShardedVectorDB("coll", tmp_path, read_only=True, shard_cpus=0.1) as reader:  # beside the writer
+            assert len(reader) == 101 and reader.get("r-7").metadata == {"i": 7}
+            with pytest.raises(vjson.ReadOnlyError):
+                reader.insert("nope", np.ones(8, dtype=np.float32))
+        assert json.loads((tmp_path / "coll" / "LAYOUT.json").read_text())["shard_cpus"] == SHARD_CPUS
 
 
 # ---------------------------------------------------------------------------- faults

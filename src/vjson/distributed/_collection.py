@@ -133,7 +133,8 @@ class ShardedVectorDB:
             raise
         address = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
         nodes = [address[infos[i]["node_id"]] for i in range(n)]
-        if creating or nodes != layout["nodes"] or layout != read_layout(self.path):
+        changed = nodes != layout["nodes"] or layout != read_layout(self.path)
+        if creating or (changed and not self._read_only):  # a reader never rewrites the layout
             layout["nodes"] = nodes
             write_layout(self.path, layout)
         self._layout = layout

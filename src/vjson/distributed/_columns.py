@@ -52,14 +52,26 @@ class Columns:
 
 
 def merge_nearest(parts: Sequence[Columns], k: int) -> list[list[SearchResult]]:
-    """Per query, the k smallest distances over every shard's columns (ties: shard order)."""
+    """Per query, the k smallest distances over every shard's columns (ties: shard order).
+
+    Vectorised over the batch: each shard's hits are laid out as a (queries x
+    its most hits) matrix padded with +inf, the shards' matrices side by side,
+    and one stable argsort per row picks the winners.
+    """
     queries = len(parts[0].offsets) - 1
-    out = []
-    for q in range(queries):
-        spans = [(p, int(p.offsets[q]), int(p.offsets[q + 1])) for p in parts]
-        dists = np.concatenate([p.distances[a:b] for p, a, b in spans])
-        owner = np.concatenate([np.full(b - a, s, dtype=np.int64) for s, (_, a, b) in enumerate(spans)])
-        local = np.concatenate([np.arange(a, b, dtype=np.int64) for _, a, b in spans])
-        best = np.argsort(dists, kind="stable")[:k]
-        out.append([parts[int(owner[i])].hit(int(local[i])) for i in best])
-    return out
+    dists, where = [], []
+    for s, part in enumerate(parts):
+        counts = np.diff(part.offsets)
+        width = int(counts.max()) if queries else 0
+        d = np.full((queries, width), np.inf)
+        at = np.full((queries, width), -1, dtype=np.int64)
+        rows = np.repeat(np.arange(queries), counts)
+        cols = np.arange(len(part.distances)) - np.repeat(part.offsets[:-1], counts)
+        d[rows, cols] = part.distances
+        at[rows, cols] = np.arange(len(part.distances)) * len(parts) + s  # hit index and shard, in one number
+        dists.append(d)
+        where.append(at)
+    best = np.argsort(np.hstack(dists), axis=1, kind="stable")[:, :k]
+    chosen = np.take_along_axis(np.hstack(where), best, axis=1).tolist()
+    n = len(parts)
+    return [[parts[c % n].hit(c // n) for c in row if c >= 0] for row in chosen]
