@@ -77,6 +77,18 @@ def link_rows(graph: _core.HNSWIndex, vectors: VectorFile, rows: np.ndarray,
         graph.add(matrix if matrix is not None else vectors.view(int(rows[-1]) + 1)[rows], rows)
 
 
+def update_metadata(index: MetadataIndex, row_ids: list, row_meta: Any, ids: dict[str, int],
+                    touched: set[int]) -> None:
+    """Bring the filter index up to date for rows the replayed log changed."""
+    rows = sorted(touched)
+    gone = [r for r in rows if ids.get(row_ids[r]) != r and r < index.n_rows]
+    live = [r for r in rows if ids.get(row_ids[r]) == r]
+    if gone:
+        index.remove_many(gone)
+    if live:
+        index.set_many(live, [row_meta[r] for r in live])
+
+
 def _clear_bits(bits: np.ndarray, rows: np.ndarray) -> None:
     np.bitwise_and.at(bits, rows >> 3, ~np.left_shift(1, rows & 7).astype(np.uint8))
 
@@ -210,6 +222,12 @@ class Generation:
             return
         with self._filter_lock:
             self._metadata.remove_many(rows)
+            self._metadata_version += 1
+
+    def follow_metadata(self, touched: set[int]) -> None:
+        """A read-only follower applied log records: re-index the rows they changed."""
+        with self._filter_lock:
+            update_metadata(self._metadata, self.row_ids, self.row_meta, self.ids, touched)
             self._metadata_version += 1
 
     def dump_filters(self, fileobj: Any) -> None:

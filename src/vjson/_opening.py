@@ -21,7 +21,7 @@ import orjson
 
 from vjson import _core
 from vjson._logformat import decode_record
-from vjson._generation import Generation, JsonRows, attach_vectors, link_rows
+from vjson._generation import Generation, JsonRows, attach_vectors, link_rows, update_metadata
 from vjson.errors import CorruptionError
 from vjson.metadata_index import MetadataIndex
 from vjson.storage import RecordLog, VectorFile, read_blobs
@@ -110,8 +110,8 @@ def _open_graph(path: Path, m: dict, ef_search: int, max_elements: int | None) -
 
 
 def _replay(record_log: RecordLog, vectors: VectorFile, row_ids: list, row_meta: list, row_text: list,
-            ids: dict[str, int], seq: int) -> tuple[int, int, set[int], list[np.ndarray]]:
-    """Apply the frames after the checkpoint to the row lists and id map.
+            ids: dict[str, int], seq: int, start: int = 0) -> tuple[int, int, set[int], list[np.ndarray]]:
+    """Apply the frames after the checkpoint (from byte `start` of the log) to the row lists and id map.
 
     Returns the last sequence number, the frame count, the rows whose record
     changed (for the filter index) and the new rows (for the graph).
@@ -119,7 +119,7 @@ def _replay(record_log: RecordLog, vectors: VectorFile, row_ids: list, row_meta:
     added: list[np.ndarray] = []
     touched: set[int] = set()
     frames = 0
-    for offset, payload in record_log.frames():
+    for offset, payload in record_log.frames(start=start):
         rec = decode_record(payload, f"{record_log.path} (byte {offset})")
         op, seq = rec["op"], rec["seq"]
         frames += 1
@@ -165,14 +165,9 @@ def _open_metadata(path: Path, m: dict, row_ids: list, row_meta: Any, ids: dict[
         index = MetadataIndex.load(f, documents=row_meta)
     if not touched or ids is None:
         return index
-    rows = sorted(touched)
-    gone = [r for r in rows if ids.get(row_ids[r]) != r and r < index.n_rows]
-    live = [r for r in rows if ids.get(row_ids[r]) == r]
-    if gone:
-        index.remove_many(gone)
-    if live:
-        index.set_many(live, [row_meta[r] for r in live])
+    update_metadata(index, row_ids, row_meta, ids, touched)
     return index
+
 
 
 def _snapshot_frames(path: Path) -> tuple[dict, bytes, bytes, bytes, bytes, bytes, bytes]:

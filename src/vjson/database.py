@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from vjson import _core, _logformat, _manifest
+from vjson import _core, _leases, _logformat, _manifest
+from vjson._following import apply_new_frames, leased_manifest, manifest_stamp
 from vjson._generation import Generation, JsonRows, attach_vectors, link_rows
 from vjson._opening import open_generation, rebuild_text
 from vjson._verify import verify
@@ -102,8 +103,9 @@ class VectorDB:
     Errors: unknown ids raise :class:`RecordNotFoundError` everywhere (get,
     update, delete), and a failing call changes nothing. One process may write
     a database at a time (:class:`DatabaseLockedError` for a second);
-    ``read_only=True`` opens alongside a writer and sees what was committed
-    when it opened.
+    ``read_only=True`` opens alongside a writer and follows it: every read
+    call sees every write committed before the call started, checkpoints and
+    compactions included (see :meth:`refresh`).
 
     Thread-safe: searches run in parallel with each other and with writes
     (a search sees a write entirely or not at all); writes are serialised.
@@ -117,6 +119,8 @@ class VectorDB:
         self._lock_file: FileLock | None = None
         self._gen: Generation | None = None
         self._log: RecordLog | None = None
+        self._lease: _leases.Lease | None = None  # read-only: the checkpoint this handle uses
+        self._stamp: tuple[int, int, int, int] | None = None  # read-only: the manifest last followed
         self.path = Path(os.fspath(path))
         if metric not in METRICS:
             raise InvalidInputError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -169,11 +173,18 @@ class VectorDB:
         manifest = _manifest.new(dimension, metric, M, ef_construction, tokenizer)
         (self.path / manifest["vectors"]).touch()
         (self.path / manifest["log"]).touch()
+        _leases.write_lease(self.path, 0, sorted(_manifest.files(manifest)))
         # the manifest last: until it exists the folder is not a database
         _manifest.write(self.path, manifest)
 
     def _open(self, dimension: int | None, metric: str, max_elements: int | None) -> None:
-        m = _manifest.read(self.path)
+        self._max_elements = max_elements
+        if self.read_only:
+            self._manifest_path = str(self.path / _manifest.NAME)
+            m, self._lease, self._stamp = leased_manifest(self.path, self._manifest_path,
+                                                          lambda: _manifest.read(self.path))
+        else:
+            m = _manifest.read(self.path)
         if dimension is not None and dimension != m["dimension"]:
             raise InvalidInputError(f"{self.path} stores dimension {m['dimension']}, not {dimension}")
         if metric != "cosine" and metric != m["metric"]:  # "cosine" is the default: only an explicit choice conflicts
@@ -191,14 +202,17 @@ class VectorDB:
                 m = dict(m, format=FORMAT_VERSION)
                 _manifest.write(self.path, m, self._durable)
                 self._manifest = m
+            if not _leases.lease_path(self.path, m["checkpoint"]).exists():  # a database from before leases
+                _leases.write_lease(self.path, m["checkpoint"], sorted(_manifest.files(m)))
             self._remove_stray_files(m)
 
     def _remove_stray_files(self, m: dict) -> None:
-        """Files of an interrupted checkpoint or compaction (never named by the manifest)."""
+        """Files of an interrupted checkpoint or compaction, or of a superseded one no reader leases."""
         import shutil
 
+        leased = _leases.leased_files(self.path, m["checkpoint"])
         for name in os.listdir(self.path):
-            if _manifest.is_leftover(name, m):
+            if _manifest.is_leftover(name, m) and name not in leased:
                 target = self.path / name
                 try:
                     shutil.rmtree(target) if target.is_dir() else target.unlink()
@@ -211,7 +225,61 @@ class VectorDB:
         gen = self._gen
         if self._closed or gen is None:
             raise DatabaseClosedError(f"the database at {self.path} is closed")
+        if self._stamp is not None:
+            return self._follow(gen)
         return gen
+
+    # ------------------------------------------------------------------ following the writer
+
+    def refresh(self) -> None:
+        """Read-only handles: pick up every write committed so far by the writer.
+
+        Every read call already does this first (at the cost of a stat of the
+        manifest and of the log), so calling it is never needed for
+        correctness; it moves the work of applying new writes (or opening a
+        new checkpoint) to a moment of the caller's choosing. On a writer it
+        does nothing: a writer always sees its own writes.
+        """
+        gen = self._gen
+        if self._closed or gen is None:
+            raise DatabaseClosedError(f"the database at {self.path} is closed")
+        if self._stamp is not None:
+            self._follow(gen)
+
+    def _follow(self, gen: Generation) -> Generation:
+        """The generation holding every write committed before this call (read-only handles)."""
+        log_ = self._log
+        assert log_ is not None
+        if manifest_stamp(self._manifest_path) == self._stamp and log_.file_size() == log_.size:
+            return gen
+        with self._write_lock:
+            if self._closed or self._gen is None:
+                raise DatabaseClosedError(f"the database at {self.path} is closed")
+            if manifest_stamp(self._manifest_path) != self._stamp:
+                self._follow_checkpoint()
+            elif self._log is not None and self._log.file_size() != self._log.size:
+                self._seq = apply_new_frames(self._gen, self._log, self._seq)
+            return self._gen
+
+    def _follow_checkpoint(self) -> None:
+        """The writer checkpointed or compacted: open the new checkpoint, then let go of the old."""
+        m, lease, stamp = leased_manifest(self.path, self._manifest_path, lambda: _manifest.read(self.path))
+        try:
+            opened = open_generation(self.path, m, self._durable, True, self._ef_search, self._max_elements)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        old_log, old_lease = self._log, self._lease
+        self._manifest, self._stamp, self._lease = m, stamp, lease
+        # Calls still running on the old generation finish on it: its files are
+        # open and mapped, so their deletion cannot hurt them; it closes when
+        # they let go.
+        self._gen, self._log, self._seq = opened.generation, opened.log, opened.seq
+        if old_log is not None:
+            old_log.close()
+        if old_lease is not None:
+            old_lease.release()
 
     def _check_writable(self) -> Generation:
         gen = self._current()
@@ -441,6 +509,8 @@ class VectorDB:
         gen = self._gen
         if self._closed or gen is None:
             raise DatabaseClosedError(f"the database at {self.path} is closed")
+        if self._stamp is not None:
+            gen = self._follow(gen)
         if type(k) is not int or not 0 < k <= MAX_K:
             check_k(k)
         if include is not _DEFAULT_INCLUDE:
@@ -606,6 +676,7 @@ class VectorDB:
         m.update(names, checkpoint=c, generation=gen.number, rows=rows, seq=self._seq,
                  snapshot_bytes=snapshot_bytes, external_vectors=gen.graph.external_vectors,
                  format=FORMAT_VERSION)
+        _leases.write_lease(self.path, c, sorted(_manifest.files(m)))
         try:
             _manifest.write(self.path, m, durable=True)
         except StorageError as exc:
@@ -711,6 +782,9 @@ class VectorDB:
         if self._lock_file is not None:
             self._lock_file.release()
             self._lock_file = None
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):

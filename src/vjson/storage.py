@@ -129,19 +129,26 @@ class RecordLog:
             self._fd = open_existing(path, os.O_RDONLY if read_only else os.O_RDWR)
         self.size = os.fstat(self._fd).st_size
 
-    def frames(self, committed: int = 0) -> Iterator[tuple[int, bytes]]:
-        """Yield (offset, payload) of every whole frame, truncating a torn tail.
+    def frames(self, committed: int = 0, start: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Yield (offset, payload) of every whole frame from byte `start`, truncating a torn tail.
 
         `committed` is a length known to be whole (from the manifest): damage
         before it is always corruption. A read-only log stops before a torn
-        tail instead of cutting it (a writer may be appending right now).
+        tail instead of cutting it (a writer may be appending right now); a
+        follower passes the end of what it has applied as `start` and reads
+        only the frames after it.
         """
-        found = _logformat.scan_file(self.path, 0, committed)
+        found = _logformat.scan_file(self.path, start, committed)
         for frame in found.frames:
             yield frame.offset, frame.payload
         if found.torn is not None and not self.read_only:
             self._truncate(found.end)
         self.size = found.end
+
+    def file_size(self) -> int:
+        """The log's size on disk now (a follower compares it with `size`, what it has read)."""
+        fd = self._fd
+        return os.fstat(fd).st_size if fd >= 0 else -1  # closed: a follower switched logs meanwhile
 
     def _truncate(self, size: int) -> None:
         try:
