@@ -75,6 +75,23 @@ def apply_new_frames(gen: Generation, record_log: RecordLog, seq: int) -> int:
     return seq
 
 
+def follow_text(gen: Generation, seen: Stamp | None) -> Stamp | None:
+    """Before a text search: reload the text index if the writer committed to it since `seen`.
+
+    The writer commits texts just after the log frame of the same call, so a
+    reader may apply the frame before the texts land: this check (a stat of
+    tantivy's meta.json, which every commit replaces) catches up.
+    """
+    assert gen.text is not None
+    try:
+        stamp = manifest_stamp(str(gen.text.path / "meta.json"))
+    except FileNotFoundError:
+        return seen
+    if stamp != seen:
+        reload_text(gen)
+    return stamp
+
+
 def reload_text(gen: Generation) -> None:
     """Point the text index at the writer's latest commit.
 

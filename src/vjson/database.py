@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 
 from vjson import _core, _leases, _logformat, _manifest
-from vjson._following import apply_new_frames, leased_manifest, manifest_stamp
+from vjson._following import apply_new_frames, follow_text, leased_manifest, manifest_stamp
 from vjson._generation import Generation, JsonRows, attach_vectors, link_rows
 from vjson._opening import open_generation, rebuild_text
 from vjson._verify import verify
@@ -121,6 +121,7 @@ class VectorDB:
         self._log: RecordLog | None = None
         self._lease: _leases.Lease | None = None  # read-only: the checkpoint this handle uses
         self._stamp: tuple[int, int, int, int] | None = None  # read-only: the manifest last followed
+        self._text_stamp: tuple[int, int, int, int] | None = None  # read-only: the text commit last followed
         self.path = Path(os.fspath(path))
         if metric not in METRICS:
             raise InvalidInputError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -195,6 +196,9 @@ class VectorDB:
         opened = open_generation(self.path, m, self._durable, self.read_only, self._ef_search, max_elements)
         self._gen, self._log, self._seq = opened.generation, opened.log, opened.seq
         self._dirty = opened.replayed > 0
+        if self.read_only:
+            self._followed: tuple[tuple[int, int, int, int] | None, str, int] = (
+                self._stamp, str(self._log.path), self._log.size)
         if not self.read_only:
             if m["format"] < FORMAT_VERSION:
                 # This writer appends log frames older vjson cannot read: say so
@@ -226,7 +230,7 @@ class VectorDB:
         if self._closed or gen is None:
             raise DatabaseClosedError(f"the database at {self.path} is closed")
         if self._stamp is not None:
-            return self._follow(gen)
+            return self._follow()
         return gen
 
     # ------------------------------------------------------------------ following the writer
@@ -244,22 +248,34 @@ class VectorDB:
         if self._closed or gen is None:
             raise DatabaseClosedError(f"the database at {self.path} is closed")
         if self._stamp is not None:
-            self._follow(gen)
+            self._follow()
 
-    def _follow(self, gen: Generation) -> Generation:
+    def _follow(self) -> Generation:
         """The generation holding every write committed before this call (read-only handles)."""
-        log_ = self._log
-        assert log_ is not None
-        if manifest_stamp(self._manifest_path) == self._stamp and log_.file_size() == log_.size:
-            return gen
+        # What the published generation holds: set only once all of it is
+        # visible, so a thread never skips frames another is still applying.
+        stamp, log_path, applied = self._followed
+        try:  # by path: another thread may be closing the old log's descriptor
+            fresh = manifest_stamp(self._manifest_path) == stamp and os.stat(log_path).st_size == applied
+        except FileNotFoundError:  # a retired log: a checkpoint to follow
+            fresh = False
+        if fresh:
+            return self._current_gen()  # published no later than _followed: holds at least that
         with self._write_lock:
-            if self._closed or self._gen is None:
-                raise DatabaseClosedError(f"the database at {self.path} is closed")
+            self._current_gen()
+            assert self._log is not None
             if manifest_stamp(self._manifest_path) != self._stamp:
                 self._follow_checkpoint()
-            elif self._log is not None and self._log.file_size() != self._log.size:
-                self._seq = apply_new_frames(self._gen, self._log, self._seq)
-            return self._gen
+            elif self._log.file_size() != self._log.size:
+                self._seq = apply_new_frames(self._current_gen(), self._log, self._seq)
+            self._followed = (self._stamp, str(self._log.path), self._log.size)
+            return self._current_gen()
+
+    def _current_gen(self) -> Generation:
+        gen = self._gen
+        if self._closed or gen is None:
+            raise DatabaseClosedError(f"the database at {self.path} is closed")
+        return gen
 
     def _follow_checkpoint(self) -> None:
         """The writer checkpointed or compacted: open the new checkpoint, then let go of the old."""
@@ -510,7 +526,7 @@ class VectorDB:
         if self._closed or gen is None:
             raise DatabaseClosedError(f"the database at {self.path} is closed")
         if self._stamp is not None:
-            gen = self._follow(gen)
+            gen = self._follow()
         if type(k) is not int or not 0 < k <= MAX_K:
             check_k(k)
         if include is not _DEFAULT_INCLUDE:
@@ -556,6 +572,8 @@ class VectorDB:
             raise InvalidInputError(f"text query must be str, got {type(query).__name__}")
         if gen.text is None:
             raise VJsonError(f"{self.path}: the text index is not available in this reader")
+        if self._stamp is not None:
+            self._text_stamp = follow_text(gen, self._text_stamp)
         view = gen.view
         mask = view.mask() if filter is None else gen.filter_mask(filter, view)
         text_query = query if syntax else escape_query(query)
