@@ -198,16 +198,17 @@ class Generation:
 
     def append_rows(self, ids: list[str], metas: list | None, texts: list | None) -> tuple[np.ndarray, list[int]]:
         """Give ids new rows; returns the rows and the rows they retire."""
+        live = self.ids  # built before the rows grow: a lazy build reads the view's rows
         row0, n = len(self.row_ids), len(ids)
         self.row_ids.extend(ids)
         self.row_meta.extend(metas if metas is not None else [None] * n)
         self.row_text.extend(texts if texts is not None else [None] * n)
         dead = []
         for i, rid in enumerate(ids):
-            old = self.ids.get(rid)
+            old = live.get(rid)
             if old is not None:
                 dead.append(old)
-            self.ids[rid] = row0 + i
+            live[rid] = row0 + i
         return np.arange(row0, row0 + n, dtype=np.int64), dead
 
     def index_metadata(self, rows: Sequence[int] | np.ndarray, metas: Sequence[dict | None]) -> None:

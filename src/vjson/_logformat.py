@@ -25,7 +25,14 @@ older database's log); once a new frame is seen, every later one must be new.
 
 Records are JSON objects with ``"op"`` ("put", "del" or "meta") and ``"seq"``
 (the write's sequence number, one more per record); see the ``encode_*``
-functions for their fields.
+functions for their fields. A record written without fsync (the database's
+``durability="flush"``) ends with ``"u":1`` (:func:`mark_unsynced`).
+
+Unsynced records change what damage means: a power cut may keep a later
+sector of the log and lose an earlier one, since nothing ordered them. So
+damage whose nearest whole frame before it (or, with none before it, after
+it) holds an unsynced record is a torn tail too: those writes were never
+promised to survive a power cut.
 """
 
 from __future__ import annotations
@@ -97,8 +104,8 @@ def _legacy_frame_at(data: bytes, pos: int) -> tuple[int, int] | None:
         return None
     length, crc = _LEGACY.unpack_from(data, pos)
     end = pos + _LEGACY.size + length
-    if length > MAX_PAYLOAD or end > len(data) or zlib.crc32(data[pos + _LEGACY.size:end]) != crc:
-        return None
+    if length == 0 or length > MAX_PAYLOAD or end > len(data) or zlib.crc32(data[pos + _LEGACY.size:end]) != crc:
+        return None  # (no record is empty: zeros are where a power cut lost an append)
     return pos + _LEGACY.size, end
 
 
@@ -110,6 +117,14 @@ def _next_frame(data: bytes, after: int) -> int:
             return pos
         pos = data.find(FRAME_MAGIC, pos + 1)
     return -1
+
+
+def _unsynced_near(data: bytes, frames: list[Frame], after: int) -> bool:
+    """Whether the damage lies right after (or, first in the scan, right before) an unsynced record."""
+    if frames:
+        return is_unsynced(frames[-1].payload)
+    found = _frame_at(data, after)
+    return found is not None and is_unsynced(data[found[0]:found[1]])
 
 
 def _damage(data: bytes, pos: int) -> str:
@@ -155,6 +170,8 @@ def scan(data: bytes, start: int = 0, committed: int = 0, name: str = "log", bas
         if found is None:
             why = _damage(data, pos)
             after = _next_frame(data, pos)
+            if after >= 0 and _unsynced_near(data, frames, after):
+                after = -1  # a power cut's reordering of unsynced appends, not corruption
             if after >= 0:
                 raise CorruptionError(f"{name}: {why} at byte {base + pos}, followed by a whole frame at byte "
                                       f"{base + after}: committed records are damaged")
@@ -190,6 +207,18 @@ def encode_delete(seq: int, ids: list[Any]) -> bytes:
 
 def encode_metadata(seq: int, ids: list[str], metas: list) -> bytes:
     return orjson.dumps({"op": "meta", "ids": ids, "meta": metas, "seq": seq})
+
+
+_UNSYNCED = b',"u":1}'
+
+
+def mark_unsynced(record: bytes) -> bytes:
+    """The same record marked as appended without fsync (see the module's docstring)."""
+    return record[:-1] + _UNSYNCED
+
+
+def is_unsynced(payload: bytes) -> bool:
+    return payload.endswith(_UNSYNCED)
 
 
 _FIELDS = {"put": ("row", "ids", "meta", "text", "crc"), "del": ("ids",), "meta": ("ids", "meta")}

@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from vjson import _core
-from vjson._logformat import decode_record
+from vjson._logformat import decode_record, is_unsynced
 from vjson._generation import Generation, JsonRows, attach_vectors, link_rows, update_metadata
 from vjson.errors import CorruptionError
 from vjson.metadata_index import MetadataIndex
@@ -121,15 +121,28 @@ def _replay(record_log: RecordLog, vectors: VectorFile, row_ids: list, row_meta:
     frames = 0
     for offset, payload in record_log.frames(start=start):
         rec = decode_record(payload, f"{record_log.path} (byte {offset})")
+        before = seq
         op, seq = rec["op"], rec["seq"]
         frames += 1
         if op == "put":
             row0, n = rec["row"], len(rec["ids"])
             if row0 != len(row_ids):
                 raise CorruptionError(f"{record_log.path}: rows out of order (expected {len(row_ids)}, got {row0})")
-            block = vectors.view(row0 + n)[row0:row0 + n]
-            if zlib.crc32(block.data) != rec["crc"]:
-                raise CorruptionError(f"{vectors.path}: rows {row0}..{row0 + n - 1} fail their checksum")
+            try:
+                block = vectors.view(row0 + n)[row0:row0 + n]
+                if zlib.crc32(block.data) != rec["crc"]:
+                    raise CorruptionError(f"{vectors.path}: rows {row0}..{row0 + n - 1} fail their checksum")
+            except CorruptionError as exc:
+                if not is_unsynced(payload):
+                    raise
+                # Written under durability="flush": nothing ordered the vector
+                # file before the log, and a power cut kept the record but not
+                # its rows. It was never synced: it and what follows are lost.
+                log.warning("%s: dropping unsynced records from byte %d (%s): a power cut under "
+                            "durability='flush'", record_log.path, offset, exc)
+                record_log.drop_tail(offset)
+                frames, seq = frames - 1, before
+                break
             row_ids.extend(rec["ids"])
             row_meta.extend(rec["meta"] if rec["meta"] is not None else [None] * n)
             row_text.extend(rec["text"] if rec["text"] is not None else [None] * n)

@@ -55,7 +55,7 @@ from vjson.errors import (
 )
 from vjson.metadata_index import MetadataIndex
 from vjson.results import HybridResult, Record, SearchResult
-from vjson.storage import FileLock, RecordLog, VectorFile, atomic_write, write_blobs
+from vjson.storage import FileLock, RecordLog, VectorFile, atomic_write, fsync_dir, write_blobs
 from vjson.validation import (
     check_id,
     check_ids,
@@ -174,6 +174,7 @@ class VectorDB:
         manifest = _manifest.new(dimension, metric, M, ef_construction, tokenizer)
         (self.path / manifest["vectors"]).touch()
         (self.path / manifest["log"]).touch()
+        fsync_dir(self.path)  # their names are durable before the manifest names them
         _leases.write_lease(self.path, 0, sorted(_manifest.files(manifest)))
         # the manifest last: until it exists the folder is not a database
         _manifest.write(self.path, manifest)
@@ -413,6 +414,8 @@ class VectorDB:
         """Append the record (sequence number self._seq + 1) that makes a write durable;
         from here on it happened."""
         assert self._log is not None
+        if not self._durable:
+            record = _logformat.mark_unsynced(record)  # after a power cut, damage after it is a lost tail
         self._log.append(record)
         self._seq += 1
         self._dirty = True
@@ -691,6 +694,7 @@ class VectorDB:
         gen.dump_filters(dump)
         atomic_write(self.path / names["filters"], dump.getvalue())
         (self.path / names["log"]).touch()
+        fsync_dir(self.path)  # the new log's name is durable before a manifest names it
         m.update(names, checkpoint=c, generation=gen.number, rows=rows, seq=self._seq,
                  snapshot_bytes=snapshot_bytes, external_vectors=gen.graph.external_vectors,
                  format=FORMAT_VERSION)

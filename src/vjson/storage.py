@@ -145,6 +145,13 @@ class RecordLog:
             self._truncate(found.end)
         self.size = found.end
 
+    def drop_tail(self, offset: int) -> None:
+        """Forget the log from `offset` (a tail a power cut garbled); a writer cuts it off."""
+        if self.read_only:
+            self.size = offset
+        else:
+            self._truncate(offset)
+
     def file_size(self) -> int:
         """The log's size on disk now (a follower compares it with `size`, what it has read)."""
         fd = self._fd
