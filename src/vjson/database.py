@@ -15,6 +15,8 @@ On disk (README, "On-disk format"):
 - ``text-G/``: the tantivy index; it records the last log sequence number it
   holds and catches up on open.
 - ``LOCK``: the writer's advisory lock.
+- ``lease-C``: the files of checkpoint C, which read-only processes lock
+  (shared) while they use it; see vjson._leases.
 
 Rows are append-only: an upsert writes a new row and retires the old one, so a
 crash can never leave a half-overwritten record. Graph labels are rows.
