@@ -57,7 +57,7 @@ from vjson.errors import (
 )
 from vjson.metadata_index import MetadataIndex
 from vjson.results import HybridResult, Record, SearchResult
-from vjson.storage import FileLock, RecordLog, VectorFile, atomic_write, fsync_dir, write_blobs
+from vjson.storage import FileLock, RecordLog, VectorFile, atomic_write, sync_folder, write_blobs
 from vjson.validation import (
     check_id,
     check_ids,
@@ -176,7 +176,7 @@ class VectorDB:
         manifest = _manifest.new(dimension, metric, M, ef_construction, tokenizer)
         (self.path / manifest["vectors"]).touch()
         (self.path / manifest["log"]).touch()
-        fsync_dir(self.path)  # their names are durable before the manifest names them
+        sync_folder(self.path)  # their names are durable before the manifest names them
         _leases.write_lease(self.path, 0, sorted(_manifest.files(manifest)))
         # the manifest last: until it exists the folder is not a database
         _manifest.write(self.path, manifest)
@@ -696,7 +696,7 @@ class VectorDB:
         gen.dump_filters(dump)
         atomic_write(self.path / names["filters"], dump.getvalue())
         (self.path / names["log"]).touch()
-        fsync_dir(self.path)  # the new log's name is durable before a manifest names it
+        sync_folder(self.path)  # the new log's name is durable before a manifest names it
         m.update(names, checkpoint=c, generation=gen.number, rows=rows, seq=self._seq,
                  snapshot_bytes=snapshot_bytes, external_vectors=gen.graph.external_vectors,
                  format=FORMAT_VERSION)

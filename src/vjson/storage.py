@@ -78,6 +78,14 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so the names created in it survive a power cut (StorageError if it fails)."""
+    try:
+        fsync_dir(folder)
+    except OSError as exc:
+        raise storage_error(exc, f"syncing the folder {folder}") from exc
+
+
 def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new file.
 
