@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vjson.distributed._bm25 import merge_statistics, rescore
-from vjson.text_index import TextIndex, escape_query
+pytest.importorskip("ray")  # vjson.distributed imports it: skip before importing it
 
-pytest.importorskip("ray")  # vjson.distributed imports it
+from vjson.distributed._bm25 import merge_statistics, rescore  # noqa: E402
+from vjson.text_index import TextIndex, escape_query  # noqa: E402
 
 WORDS = ["amber", "basalt", "cobalt", "dune", "ember", "fjord", "granite", "heath"]
 
