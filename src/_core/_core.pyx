@@ -8,6 +8,8 @@ file format (index_file.pxi).
 """
 
 import os
+import platform
+import warnings
 
 import numpy as np
 
@@ -46,26 +48,29 @@ NO_LABEL = 0xFFFFFFFFFFFFFFFF
 
 _METRICS = {"l2": METRIC_L2, "ip": METRIC_IP, "cosine": METRIC_COSINE}
 _METRIC_NAMES = {v: k for k, v in _METRICS.items()}
-_SIMD_LEVELS = {"scalar": VJ_SIMD_SCALAR, "avx2": VJ_SIMD_AVX2, "avx512": VJ_SIMD_AVX512}
+_SIMD_LEVELS = {"scalar": VJ_SIMD_SCALAR, "avx2": VJ_SIMD_AVX2, "avx512": VJ_SIMD_AVX512, "neon": VJ_SIMD_NEON}
 
 
 # ---------------------------------------------------------------- SIMD control
+
+def _simd_available():
+    return [name for name, level in _SIMD_LEVELS.items() if vj_simd_supported(level)]
+
 
 def simd_info():
     """Which distance kernels run: ``{"active", "best", "available", "env"}``."""
     if not vj_simd_ready:
         vj_simd_init()
-    best = vj_cpu_best_level()
     return {
         "active": vj_simd_name(vj_active.level).decode(),
-        "best": vj_simd_name(best).decode(),
-        "available": [vj_simd_name(i).decode() for i in range(best + 1)],
+        "best": vj_simd_name(vj_cpu_best_level()).decode(),
+        "available": _simd_available(),
         "env": os.environ.get("VJSON_SIMD"),
     }
 
 
 def set_simd(str name):
-    """Force a kernel family: "scalar", "avx2", "avx512", or "auto" (the best).
+    """Force a kernel family: "scalar", "avx2", "avx512", "neon", or "auto" (the best).
 
     Meant for tests and diagnosis; raises InvalidInputError when the CPU lacks it.
     """
@@ -75,7 +80,38 @@ def set_simd(str name):
     if name not in _SIMD_LEVELS:
         raise InvalidInputError(f"unknown SIMD level {name!r}; choose from {sorted(_SIMD_LEVELS)} or 'auto'")
     if vj_simd_set(_SIMD_LEVELS[name]) != 0:
-        raise InvalidInputError(f"this CPU does not support the {name} kernels")
+        raise InvalidInputError(
+            f"this CPU ({platform.machine()}) does not support the {name} kernels; "
+            f"available: {', '.join(_simd_available())}")
+
+
+def _choose_simd_at_import():
+    """Pick the kernels once, at import: VJSON_SIMD if this CPU can run it, else the best.
+
+    Never fails the import: a request the CPU cannot honour, or a CPU with no
+    SIMD kernels at all, is a RuntimeWarning and the portable path is used.
+    """
+    best = vj_simd_name(vj_cpu_best_level()).decode()
+    request = os.environ.get("VJSON_SIMD")
+    chosen = best
+    if request is not None and request != "auto":
+        if request not in _SIMD_LEVELS:
+            warnings.warn(f"vjson: VJSON_SIMD={request!r} is not a kernel family (choose from "
+                          f"{', '.join(_SIMD_LEVELS)} or auto); vjson uses its {best} kernels",
+                          RuntimeWarning, stacklevel=2)
+        elif not vj_simd_supported(_SIMD_LEVELS[request]):
+            warnings.warn(f"vjson: VJSON_SIMD={request!r}: this CPU ({platform.machine()}) cannot run the "
+                          f"{request} kernels; vjson uses its {best} kernels", RuntimeWarning, stacklevel=2)
+        else:
+            chosen = request
+    elif best == "scalar":
+        warnings.warn(f"vjson: this CPU ({platform.machine()}) has none of vjson's SIMD kernels (AVX2+FMA, "
+                      "AVX-512, NEON); distances use the portable scalar code, which is slower. "
+                      "Set VJSON_SIMD=scalar to silence this.", RuntimeWarning, stacklevel=2)
+    vj_simd_set(_SIMD_LEVELS[chosen])
+
+
+_choose_simd_at_import()
 
 
 def default_threads():

@@ -9,7 +9,8 @@ cdef extern from "simd.h" nogil:
         vj_dist_fn ipdist
     vj_kernels vj_active
     int vj_simd_ready
-    int VJ_SIMD_SCALAR, VJ_SIMD_AVX2, VJ_SIMD_AVX512
+    int VJ_SIMD_SCALAR, VJ_SIMD_AVX2, VJ_SIMD_AVX512, VJ_SIMD_NEON
+    int vj_simd_supported(int level)
     int vj_cpu_best_level()
     const char *vj_simd_name(int level)
     int vj_simd_set(int level)

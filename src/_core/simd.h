@@ -2,9 +2,14 @@
  *
  * Built without -march=native: the AVX2+FMA and AVX-512 variants are compiled
  * with per-function target attributes and chosen at run time from CPUID, so one
- * binary runs everywhere and uses the widest unit the CPU has. The environment
- * variable VJSON_SIMD (scalar|avx2|avx512|auto) or vj_simd_set() forces a path,
- * which is how the tests cover every variant the CPU supports.
+ * binary runs everywhere and uses the widest unit the CPU has. On 64-bit Arm
+ * the NEON kernels (simd_neon.h) take the same place. The environment
+ * variable VJSON_SIMD (scalar|avx2|avx512|neon|auto) or vj_simd_set() forces a
+ * path, which is how the tests cover every variant the CPU supports.
+ *
+ * Nothing here executes an instruction the CPU may lack before the check: the
+ * wide kernels are only reached through vj_active, which vj_simd_set() fills
+ * only with kernels vj_simd_supported() has confirmed.
  *
  * Distances: squared L2, and 1 - dot for inner product (cosine stores
  * normalised vectors and becomes inner product). Any length n is handled;
@@ -25,9 +30,16 @@
 #define VJ_HAVE_X86_DISPATCH 0
 #endif
 
+#if defined(__aarch64__)
+#define VJ_HAVE_NEON 1
+#else
+#define VJ_HAVE_NEON 0
+#endif
+
 typedef float (*vj_dist_fn)(const float *a, const float *b, size_t n);
 
-enum { VJ_SIMD_SCALAR = 0, VJ_SIMD_AVX2 = 1, VJ_SIMD_AVX512 = 2 };
+/* Level numbers are names, not an order: each CPU supports its own subset. */
+enum { VJ_SIMD_SCALAR = 0, VJ_SIMD_AVX2 = 1, VJ_SIMD_AVX512 = 2, VJ_SIMD_NEON = 3, VJ_SIMD_LEVELS = 4 };
 
 /* ---- scalar: four accumulators so the compiler can vectorise at baseline ---- */
 static float vj_l2sq_scalar(const float *a, const float *b, size_t n) {
@@ -147,6 +159,10 @@ static float vj_ipdist_avx512(const float *a, const float *b, size_t n) {
 }
 #endif /* VJ_HAVE_X86_DISPATCH */
 
+#if VJ_HAVE_NEON
+#include "simd_neon.h"
+#endif
+
 /* ---- dispatch ---- */
 typedef struct {
     int level;
@@ -157,12 +173,25 @@ typedef struct {
 static vj_kernels vj_active = {VJ_SIMD_SCALAR, vj_l2sq_scalar, vj_ipdist_scalar};
 static int vj_simd_ready = 0;
 
-static int vj_cpu_best_level(void) {
+/* 1 when this CPU can run the kernels of `level` (CPUID on x86; AdvSIMD is
+ * architectural on AArch64), else 0. */
+static int vj_simd_supported(int level) {
+    if (level == VJ_SIMD_SCALAR) return 1;
 #if VJ_HAVE_X86_DISPATCH
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return VJ_SIMD_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return VJ_SIMD_AVX2;
+    if (level == VJ_SIMD_AVX512) return __builtin_cpu_supports("avx512f") != 0;
+    if (level == VJ_SIMD_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
+#if VJ_HAVE_NEON
+    if (level == VJ_SIMD_NEON) return 1;
+#endif
+    return 0;
+}
+
+static int vj_cpu_best_level(void) {
+    if (vj_simd_supported(VJ_SIMD_AVX512)) return VJ_SIMD_AVX512;
+    if (vj_simd_supported(VJ_SIMD_AVX2)) return VJ_SIMD_AVX2;
+    if (vj_simd_supported(VJ_SIMD_NEON)) return VJ_SIMD_NEON;
     return VJ_SIMD_SCALAR;
 }
 
@@ -170,35 +199,42 @@ static const char *vj_simd_name(int level) {
     switch (level) {
     case VJ_SIMD_AVX512: return "avx512";
     case VJ_SIMD_AVX2: return "avx2";
+    case VJ_SIMD_NEON: return "neon";
     default: return "scalar";
     }
 }
 
 /* Select a kernel family; returns 0, or -1 when the CPU lacks it. */
 static int vj_simd_set(int level) {
-    if (level < VJ_SIMD_SCALAR || level > vj_cpu_best_level()) return -1;
+    if (level < VJ_SIMD_SCALAR || level >= VJ_SIMD_LEVELS || !vj_simd_supported(level)) return -1;
     vj_kernels k = {VJ_SIMD_SCALAR, vj_l2sq_scalar, vj_ipdist_scalar};
 #if VJ_HAVE_X86_DISPATCH
     if (level == VJ_SIMD_AVX2) { k.level = level; k.l2sq = vj_l2sq_avx2; k.ipdist = vj_ipdist_avx2; }
     if (level == VJ_SIMD_AVX512) { k.level = level; k.l2sq = vj_l2sq_avx512; k.ipdist = vj_ipdist_avx512; }
+#endif
+#if VJ_HAVE_NEON
+    if (level == VJ_SIMD_NEON) { k.level = level; k.l2sq = vj_l2sq_neon; k.ipdist = vj_ipdist_neon; }
 #endif
     vj_active = k;
     vj_simd_ready = 1;
     return 0;
 }
 
+/* The level a VJSON_SIMD value names, or -1 ("auto", unset or unknown). */
+static int vj_simd_level_named(const char *name) {
+    int level;
+    if (name == NULL) return -1;
+    for (level = 0; level < VJ_SIMD_LEVELS; level++)
+        if (strcmp(name, vj_simd_name(level)) == 0) return level;
+    return -1;
+}
+
 /* First use: the best path, unless VJSON_SIMD asks for another (an unknown or
- * unsupported request falls back to the best available one). */
+ * unsupported request falls back to the best available one; the Python module
+ * warns about it at import). */
 static void vj_simd_init(void) {
-    int best = vj_cpu_best_level();
-    int want = best;
-    const char *env = getenv("VJSON_SIMD");
-    if (env != NULL) {
-        if (strcmp(env, "scalar") == 0) want = VJ_SIMD_SCALAR;
-        else if (strcmp(env, "avx2") == 0) want = VJ_SIMD_AVX2;
-        else if (strcmp(env, "avx512") == 0) want = VJ_SIMD_AVX512;
-        if (want > best) want = best;
-    }
+    int want = vj_simd_level_named(getenv("VJSON_SIMD"));
+    if (want < 0 || !vj_simd_supported(want)) want = vj_cpu_best_level();
     vj_simd_set(want);
 }
 

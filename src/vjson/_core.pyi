@@ -21,7 +21,7 @@ def simd_info() -> dict[str, Any]:
     """Which distance kernels run: ``{"active", "best", "available", "env"}``."""
 
 def set_simd(name: str) -> None:
-    """Force a kernel family: "scalar", "avx2", "avx512", or "auto" (the best)."""
+    """Force a kernel family: "scalar", "avx2", "avx512", "neon", or "auto" (the best)."""
 
 def default_threads() -> int:
     """The number of CPUs this process may run on."""
