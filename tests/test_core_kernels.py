@@ -1,5 +1,9 @@
 """Distance kernels against numpy, on every SIMD path this CPU has and the scalar one."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -48,14 +52,46 @@ def test_set_simd_rejects_unknown():
         vjson.set_simd("sse9")
 
 
-def test_env_var_forces_scalar_in_a_new_process():
-    import subprocess
-    import sys
+def _import_with_simd_env(value):
+    """A new process importing vjson under VJSON_SIMD=value, warnings turned into text."""
+    code = ("import numpy as np, vjson\n"
+            "a = np.arange(37, dtype=np.float32)\n"
+            "ids, d = vjson.brute_force_knn(a[None], a[None] + 1, 1)\n"
+            "print(vjson.simd_info()['active'], float(d[0, 0]))\n")
+    return subprocess.run([sys.executable, "-W", "always::RuntimeWarning", "-c", code],
+                          env={**os.environ, "VJSON_SIMD": value}, capture_output=True, text=True, timeout=120)
 
-    out = subprocess.run(
-        [sys.executable, "-c", "import vjson; print(vjson.simd_info()['active'])"],
-        env={**__import__("os").environ, "VJSON_SIMD": "scalar"}, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "scalar"
+
+def test_env_var_forces_scalar_in_a_new_process():
+    out = _import_with_simd_env("scalar")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["scalar", "37.0"]
+    assert "Warning" not in out.stderr
+
+
+def test_env_var_naming_a_kernel_this_cpu_lacks_warns_and_uses_the_best():
+    missing = [name for name in ("neon", "avx512", "avx2") if name not in PATHS][0]
+    out = _import_with_simd_env(missing)
+    best = vjson.simd_info()["best"]
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [best, "37.0"]
+    assert f"cannot run the {missing} kernels; vjson uses its {best} kernels" in out.stderr
+    assert "RuntimeWarning" in out.stderr
+
+
+def test_env_var_with_an_unknown_name_warns_and_uses_the_best():
+    out = _import_with_simd_env("sse9")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [vjson.simd_info()["best"], "37.0"]
+    assert "VJSON_SIMD='sse9' is not a kernel family" in out.stderr
+
+
+def test_set_simd_refuses_a_kernel_this_cpu_lacks():
+    missing = [name for name in ("neon", "avx512", "avx2") if name not in PATHS][0]
+    before = vjson.simd_info()["active"]
+    with pytest.raises(vjson.InvalidInputError, match=f"does not support the {missing} kernels"):
+        vjson.set_simd(missing)
+    assert vjson.simd_info()["active"] == before
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
