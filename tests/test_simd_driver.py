@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,25 @@ def test_x86_driver_on_a_cpu_without_avx_refuses_the_wide_kernels(native_binary)
     # driver's guard page although real CPUs read 4 bytes.)
     avx2_cpu = driver.x86_64_on(CPU_AVX2_ONLY)
     assert driver.run(avx2_cpu, native_binary, "init", simd_env="avx512").stdout.split() == ["ACTIVE", "avx2"]
+
+
+@pytest.mark.skipif(not IS_X86_64, reason="x86 instruction encodings")
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="objdump (binutils) not installed")
+def test_only_the_wide_kernels_contain_avx_instructions(native_binary):
+    """Built as CMake builds the core (-O3, no -march), nothing outside the
+    target-attributed kernels may be VEX/EVEX-encoded (v-prefixed mnemonics):
+    the scalar path and the dispatch must run on any x86-64."""
+    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", native_binary], capture_output=True,
+                             text=True, check=True).stdout
+    functions_using_avx, function = set(), None
+    for line in listing.splitlines():
+        head = re.match(r"^[0-9a-f]+ <(.+)>:$", line)
+        if head:
+            function = head.group(1)
+        elif re.match(r"^\s+[0-9a-f]+:\s+v[a-z0-9]+\s", line):
+            functions_using_avx.add(function)
+    assert {"vj_l2sq_avx2", "vj_ipdist_avx2", "vj_l2sq_avx512", "vj_ipdist_avx512"} <= functions_using_avx
+    assert all(re.search(r"_(avx2|avx512|hsum256)", f) for f in functions_using_avx), functions_using_avx
 
 
 def _python_under_qemu(cpu: str, simd_env: str | None) -> subprocess.CompletedProcess:
