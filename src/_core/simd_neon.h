@@ -9,6 +9,8 @@
  * Same contract as the scalar kernels: any length n, any float-aligned
  * pointer (vld1q_f32 has no alignment requirement beyond the element), and no
  * read past a[n-1] / b[n-1]: the last n % 4 elements go through a scalar loop.
+ * No SVE variant: the SVE cores shipping today have no more FMA throughput
+ * than their NEON units for these loops (docs/release.md).
  */
 #ifndef VJ_SIMD_NEON_H
 #define VJ_SIMD_NEON_H
