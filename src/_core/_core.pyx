@@ -15,6 +15,7 @@ from libc.math cimport INFINITY, isfinite, log, sqrt
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
+from posix.unistd cimport usleep
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
 
 from graph cimport *
@@ -393,6 +394,18 @@ cdef class Bitset:
 
 # ---------------------------------------------------------------- the index
 
+cdef class _Call:
+    """One call running on an index's graph, so close() frees the graph only
+    once none is left. A method keeps it in a local variable: Cython releases
+    locals on every exit path (return or raise), and that ends the call."""
+
+    cdef HNSWIndex index
+
+    def __dealloc__(self):
+        if self.index is not None:
+            self.index._inflight -= 1
+
+
 cdef class HNSWIndex:
     """An HNSW graph over float32 vectors with uint64 labels.
 
@@ -411,6 +424,10 @@ cdef class HNSWIndex:
     """
 
     cdef Graph *g
+    # Calls between begin() and their _Call's end (changed under the GIL), and
+    # whether close() has begun: it refuses new calls, waits for these, then frees.
+    cdef int _inflight
+    cdef bint _closing
     cdef const float[:, ::1] _attached  # keeps the attached rows' buffer alive
     cdef public size_t exact_limit
     cdef size_t _ef_search
@@ -444,12 +461,23 @@ cdef class HNSWIndex:
             self.g = NULL
 
     cdef inline Graph *open_graph(self) except NULL:
-        if self.g == NULL:
+        """The graph, for reading a field under the GIL (the GIL keeps close() out)."""
+        if self.g == NULL or self._closing:
             raise DatabaseClosedError("the index is closed")
         return self.g
 
+    cdef _Call begin(self):
+        """Start a call that may release the GIL or run Python code while using
+        the graph: close() waits for it. Keep the result in a local variable."""
+        if self.g == NULL or self._closing:
+            raise DatabaseClosedError("the index is closed")
+        cdef _Call call = _Call.__new__(_Call)
+        call.index = self
+        self._inflight += 1
+        return call
+
     cdef inline Graph *readable_graph(self) except NULL:
-        """The graph, once its vectors are reachable (external ones attached)."""
+        """The graph, once its vectors are reachable (external ones attached); inside a call."""
         cdef Graph *g = self.open_graph()
         if g.count > 0 and g.vectors == NULL:
             raise InvalidInputError("attach_vectors() first: this index reads its vectors from an array")
@@ -502,13 +530,14 @@ cdef class HNSWIndex:
 
     @property
     def closed(self):
-        return self.g == NULL
+        return self.g == NULL or self._closing
 
     def __len__(self):
         return self.open_graph().label_count
 
     def __contains__(self, label):
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         cdef bint found
         if not isinstance(label, (int, np.integer)) or label < 0 or label >= NO_LABEL:
             return False
@@ -533,20 +562,28 @@ cdef class HNSWIndex:
         self.close()
 
     def close(self):
-        """Free the graph (waiting for running searches); later calls raise DatabaseClosedError."""
-        cdef Graph *g = self.g
-        if g == NULL:
+        """Free the graph once running calls have finished (an insert stops at its
+        next chunk); calls starting meanwhile or later raise DatabaseClosedError."""
+        cdef Graph *g
+        if self.g == NULL:
             return
-        with nogil:
-            vj_write_lock(&g.rw)
-            vj_rw_unlock(&g.rw)
+        self._closing = True
+        # Calls hold no lock while they validate or build results, so waiting
+        # for the write lock is not enough: wait for every call to end.
+        while self._inflight > 0 and self.g != NULL:
+            with nogil:
+                usleep(200)
+        g = self.g
+        if g == NULL:  # another thread's close() finished meanwhile
+            return
         self.g = NULL
-        free_graph(g)
         self._attached = None  # lets the owner unmap its vectors
+        free_graph(g)
 
     def resize(self, size_t capacity):
         """Reserve room for `capacity` nodes (never shrinks)."""
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         cdef int rc
         with nogil:
             vj_write_lock(&g.rw)
@@ -564,7 +601,8 @@ cdef class HNSWIndex:
         Runs on `num_threads` threads (default: all CPUs) without the GIL, in
         chunks, so concurrent searches wait at most one chunk.
         """
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         if g.external_vectors:
             raise InvalidInputError("this index reads its vectors from an attached array: use add_stored()")
         matrix = as_matrix(vectors, g.dim)
@@ -589,7 +627,8 @@ cdef class HNSWIndex:
         hold at least every node's row. Searches running meanwhile finish on
         the old array first. Under "cosine" the rows must be unit vectors.
         """
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         cdef const float[:, ::1] view
         if not g.external_vectors:
             raise InvalidInputError("this index keeps its vectors in its records; "
@@ -624,7 +663,8 @@ cdef class HNSWIndex:
         for a row whose vector changed) or the next new node, so new rows come
         in order with no gaps. Validated whole before anything changes.
         """
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         if not g.external_vectors:
             raise InvalidInputError("add_stored() links attached rows; this index takes vectors with add()")
         keys = as_labels(labels, -1)
@@ -647,7 +687,7 @@ cdef class HNSWIndex:
         self.insert(NULL, keys, num_threads)
 
     cdef void insert(self, const float *rows, object keys, object num_threads) except *:
-        """Place and link a validated batch in chunks under the write lock."""
+        """Place and link a validated batch in chunks under the write lock (inside a call)."""
         cdef Graph *g = self.g
         cdef int threads = _thread_count(num_threads)
         cdef size_t chunk = 256 * <size_t> threads
@@ -663,6 +703,9 @@ cdef class HNSWIndex:
         try:
             with nogil:
                 while start < total and rc == 0:
+                    if self._closing:  # close() is waiting: the rest would be freed unused
+                        rc = -3
+                        break
                     vj_write_lock(&g.rw)
                     rc = add_chunk(g, rows, &ids[0], start, min(chunk, total - start),
                                    nodes, scratch, threads)
@@ -673,6 +716,8 @@ cdef class HNSWIndex:
             free(scratch)
         if rc == -2:
             raise InvalidInputError("rows changed under a concurrent add_stored(); the batch was cut short")
+        if rc == -3:
+            raise DatabaseClosedError("the index was closed during the insert; the batch was cut short")
         if rc != 0:
             raise MemoryError("out of memory while inserting")
 
@@ -682,7 +727,8 @@ cdef class HNSWIndex:
         Every label must be present (else RecordNotFoundError, and nothing is
         deleted). Returns the number deleted.
         """
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         keys = np.unique(as_labels(labels, -1))
         cdef const uint64_t[::1] ids = keys
         cdef Py_ssize_t i, missing = -1
@@ -720,6 +766,7 @@ cdef class HNSWIndex:
         fewer than k live (allowed) labels exist. With a packed bitset, its
         population count may be passed as `allowed_count` to save a pass over it.
         """
+        cdef _Call call = self.begin()
         cdef size_t n = _positive(k, "k")
         # no more results than labels: a huge k must not allocate a huge array
         n = max(<size_t> 1, min(n, self.open_graph().label_count))
@@ -739,6 +786,7 @@ cdef class HNSWIndex:
 
         `names[label]` is the id; `metadata`/`texts` (or None) the fields to attach.
         """
+        cdef _Call call = self.begin()
         cdef uint64_t labels_buf[64]
         cdef float dists_buf[64]
         cdef uint64_t *labels = labels_buf
@@ -763,7 +811,7 @@ cdef class HNSWIndex:
 
     cdef Py_ssize_t knn_one(self, object query, size_t k, object ef_search, object allowed,
                             object allowed_count, uint64_t *labels, float *dists) except -1:
-        """Validate one query and search it; returns how many results were written."""
+        """Validate one query and search it; returns how many results were written (inside a call)."""
         cdef Graph *g = self.readable_graph()
         cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
         cdef const float[::1] qv
@@ -816,6 +864,7 @@ cdef class HNSWIndex:
         Runs across threads without the GIL. Rows with fewer than k results are
         padded with label ``NO_LABEL`` (2**64-1) and distance inf.
         """
+        cdef _Call call = self.begin()
         cdef Graph *g = self.readable_graph()
         cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
         k = _positive(k, "k")
@@ -880,6 +929,7 @@ cdef class HNSWIndex:
 
     def get_vectors(self, labels):
         """Stored vectors for labels, (n, dim) float32 (normalised under cosine)."""
+        cdef _Call call = self.begin()
         cdef Graph *g = self.readable_graph()
         keys = as_labels(labels, -1)
         out = np.empty((keys.shape[0], g.dim), dtype=np.float32)
@@ -902,7 +952,8 @@ cdef class HNSWIndex:
 
     def labels(self):
         """Every live label, in node order, as uint64."""
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         out = np.empty(len(self), dtype=np.uint64)
         cdef uint64_t[::1] ov = out
         cdef size_t node, n = 0
@@ -918,7 +969,8 @@ cdef class HNSWIndex:
     # ---- persistence (index_file.pxi)
     def save(self, path, bint durable=True):
         """Write the index to `path` atomically (temp file, fsync, rename, fsync folder)."""
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         with nogil:
             vj_read_lock(&g.rw)
         try:
@@ -941,7 +993,8 @@ cdef class HNSWIndex:
 
     def check(self):
         """Walk the whole structure and return a report; raises CorruptionError on a broken invariant."""
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         with nogil:
             vj_read_lock(&g.rw)
         try:
