@@ -246,3 +246,83 @@ def test_a_writer_gets_the_index_under_a_continuous_stream_of_readers():
     overtook = [s for s in spans if t_request < s[0] and s[1] < t_done]
     assert not overtook, f"{len(overtook)} searches started after the writer and finished before it"
     assert 5_000 in index
+
+
+CHAOS_ROUNDS = 12 if LONG else 3
+
+
+def test_thread_chaos_every_error_is_ours(tmp_path):
+    """Six threads call search, batch_search, get, insert, delete, flush, compact and
+    (one of them, at a random moment) close on one database. No crash, no error
+    that is not a VJsonError, and the database reopens whole after every round."""
+    out = run_child(f"""
+        import random, time
+        from vjson.errors import RecordNotFoundError
+        DIM, ROUNDS = 16, {CHAOS_ROUNDS}
+        DATA = data(3000, DIM)
+        calls_done = []
+        for r in range(ROUNDS):
+            path = {str(tmp_path)!r} + f"/r{{r}}"
+            db = vjson.VectorDB(path, dimension=DIM, metric="cosine", M=8, ef_construction=32,
+                                durability="flush")
+            db.insert_batch([f"s{{i}}" for i in range(500)], DATA[:500] + 1, [{{"g": i % 5}} for i in range(500)],
+                            [f"word{{i % 9}}" for i in range(500)])
+            barrier = threading.Barrier(6)
+            closer = random.Random(r).randrange(6)
+            done = [0] * 6
+            def chaos(t):
+                rnd = random.Random(r * 100 + t)
+                barrier.wait()
+                deadline = time.monotonic() + rnd.uniform(0.5, 1.5)
+                while True:
+                    if t == closer and time.monotonic() > deadline:
+                        db.close()
+                        return
+                    op = rnd.choice(["search", "search", "batch", "get", "insert", "delete", "flush",
+                                     "compact", "text"])
+                    i = rnd.randrange(3000)
+                    try:
+                        if op == "search":
+                            db.search(DATA[i] + 1, k=5, filter={{"g": i % 5}} if i % 2 else None)
+                        elif op == "batch":
+                            db.batch_search(DATA[i:i + 20] + 1, k=3)
+                        elif op == "get":
+                            db.get(f"s{{i % 500}}", include=["vector", "metadata"])
+                        elif op == "insert":
+                            db.insert_batch([f"t{{t}}-{{i}}-{{j}}" for j in range(5)], DATA[i:i + 1].repeat(5, 0) + 1,
+                                            [{{"g": j}} for j in range(5)], ["chaos text"] * 5)
+                        elif op == "delete":
+                            db.delete([f"s{{i % 500}}"])
+                        elif op == "flush":
+                            db.flush()
+                        elif op == "compact":
+                            db.compact()
+                        else:
+                            db.text_search("word3 OR chaos", k=5)
+                        done[t] += 1
+                    except RecordNotFoundError:
+                        done[t] += 1  # a delete of an id another thread deleted first
+                    except DatabaseClosedError:
+                        return
+                    except VJsonError as exc:
+                        other.append("unexpected " + repr(exc))
+                        return
+                    except BaseException as exc:
+                        other.append(repr(exc))
+                        return
+            threads = [threading.Thread(target=chaos, args=(t,)) for t in range(6)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(120)
+                assert not th.is_alive(), "a thread hung"
+            calls_done.append(sum(done))
+            with vjson.VectorDB(path) as again:
+                report = again.verify()
+                assert report["ok"], report
+                assert again.count() >= 0 and again.search(DATA[0] + 1, k=1) is not None
+        assert not other, other
+        print(" ".join(map(str, calls_done)))
+    """)
+    done = list(map(int, out.split()))
+    assert len(done) == CHAOS_ROUNDS and min(done) > 0
