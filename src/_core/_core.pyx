@@ -15,6 +15,7 @@ from libc.math cimport INFINITY, isfinite, log, sqrt
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.unistd cimport usleep
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
 
@@ -34,6 +35,12 @@ from vjson.errors import (
 )
 
 cdef extern from *:
+    int __atomic_add_fetch(int *p, int v, int order) noexcept nogil
+    int __atomic_sub_fetch(int *p, int v, int order) noexcept nogil
+    int __atomic_load_n(const int *p, int order) noexcept nogil
+    enum:
+        __ATOMIC_ACQUIRE
+        __ATOMIC_RELEASE
     void __builtin_prefetch(const void *p) noexcept nogil
     int __builtin_ctz(unsigned int x) noexcept nogil
     int __builtin_popcount(unsigned int x) noexcept nogil
@@ -413,8 +420,10 @@ cdef class HNSWIndex:
     seed=100, ef_search=64)``. Metrics: "l2" (squared Euclidean), "ip"
     (distance 1 - dot) and "cosine" (vectors normalised on the way in, then
     "ip"). Capacity grows on demand. Searches run in parallel from many Python
-    threads; inserts, deletes and saves take the index exclusively for short
-    chunks, so searches interleave with a long insert.
+    threads and beside inserts: an insert takes the index exclusively only to
+    place each chunk's nodes (microseconds per node) and links them while
+    searches go on; deletes take it exclusively, briefly. close() waits for
+    running calls.
 
     With ``external_vectors=True`` the index keeps only the graph: node i's
     vector is row i of a float32 array the owner attaches with
@@ -586,9 +595,11 @@ cdef class HNSWIndex:
         cdef Graph *g = self.g
         cdef int rc
         with nogil:
+            pthread_mutex_lock(&g.writer)
             vj_write_lock(&g.rw)
             rc = grow_nodes(g, capacity)
             vj_rw_unlock(&g.rw)
+            pthread_mutex_unlock(&g.writer)
         if rc != 0:
             raise MemoryError()
 
@@ -642,11 +653,13 @@ cdef class HNSWIndex:
         cdef size_t rows = view.shape[0]
         cdef char *base = <char *> &view[0, 0] if rows > 0 else NULL
         with nogil:
+            pthread_mutex_lock(&g.writer)
             vj_write_lock(&g.rw)
             if rows >= g.count:
                 g.vectors = base
                 g.vector_rows = rows
             vj_rw_unlock(&g.rw)
+            pthread_mutex_unlock(&g.writer)
         if rows < g.count:
             raise InvalidInputError(f"the attached array holds {rows} rows, the index {g.count} nodes")
         self._attached = view  # only now may the previous array go
@@ -687,11 +700,18 @@ cdef class HNSWIndex:
         self.insert(NULL, keys, num_threads)
 
     cdef void insert(self, const float *rows, object keys, object num_threads) except *:
-        """Place and link a validated batch in chunks under the write lock (inside a call)."""
+        """Place and link a validated batch in chunks (inside a call).
+
+        Each chunk's nodes are placed under the write lock (microseconds per
+        node), then linked under the read lock, so searches run on beside the
+        linking. By default linking leaves one CPU to searches seen lately.
+        """
         cdef Graph *g = self.g
         cdef int threads = _thread_count(num_threads)
+        if num_threads is None and threads > 1 and now_ns() - g.last_search_ns < SEARCHES_RECENT_NS:
+            threads -= 1
         cdef size_t chunk = 256 * <size_t> threads
-        cdef size_t start = 0, total = keys.shape[0]
+        cdef size_t start = 0, n, total = keys.shape[0]
         cdef const uint64_t[::1] ids = keys
         cdef uint32_t *nodes = <uint32_t *> malloc(min(chunk, total) * sizeof(uint32_t))
         cdef Scratch **scratch = <Scratch **> calloc(threads, sizeof(Scratch *))
@@ -702,15 +722,24 @@ cdef class HNSWIndex:
             raise MemoryError()
         try:
             with nogil:
+                pthread_mutex_lock(&g.writer)
                 while start < total and rc == 0:
                     if self._closing:  # close() is waiting: the rest would be freed unused
                         rc = -3
                         break
+                    n = min(chunk, total - start)
                     vj_write_lock(&g.rw)
-                    rc = add_chunk(g, rows, &ids[0], start, min(chunk, total - start),
-                                   nodes, scratch, threads)
+                    rc = place_chunk(g, rows, &ids[0], start, n, nodes)
+                    if rc == 0:
+                        __atomic_add_fetch(&g.linking, 1, __ATOMIC_RELEASE)
                     vj_rw_unlock(&g.rw)
+                    if rc == 0:
+                        vj_read_lock(&g.rw)
+                        rc = link_chunk(g, nodes, n, scratch, threads)
+                        __atomic_sub_fetch(&g.linking, 1, __ATOMIC_RELEASE)
+                        vj_rw_unlock(&g.rw)
                     start += chunk
+                pthread_mutex_unlock(&g.writer)
         finally:
             free(nodes)
             free(scratch)
@@ -736,6 +765,7 @@ cdef class HNSWIndex:
         if keys.shape[0] == 0:
             return 0
         with nogil:
+            pthread_mutex_lock(&g.writer)
             vj_write_lock(&g.rw)
             for i in range(ids.shape[0]):
                 if find_node(g, ids[i]) < 0:
@@ -752,6 +782,7 @@ cdef class HNSWIndex:
                     if not g.external_vectors:  # there a node is its vector's row: never reused
                         push_free(g, <uint32_t> node)
             vj_rw_unlock(&g.rw)
+            pthread_mutex_unlock(&g.writer)
         if missing >= 0:
             raise RecordNotFoundError(f"label {int(keys[missing])} is not in the index")
         return keys.shape[0]
@@ -841,6 +872,7 @@ cdef class HNSWIndex:
         cdef Scratch *s
         cdef const float *qp = &qv[0]
         with nogil:
+            g.last_search_ns = now_ns()
             vj_read_lock(&g.rw)
             s = scratch_acquire(g)
             if s == NULL:
@@ -901,6 +933,7 @@ cdef class HNSWIndex:
         if job.scratch == NULL:
             raise MemoryError()
         with nogil:
+            g.last_search_ns = now_ns()
             vj_read_lock(&g.rw)
             for t in range(threads):
                 job.scratch[t] = scratch_acquire(g)
@@ -971,13 +1004,15 @@ cdef class HNSWIndex:
         """Write the index to `path` atomically (temp file, fsync, rename, fsync folder)."""
         cdef _Call call = self.begin()
         cdef Graph *g = self.g
-        with nogil:
+        with nogil:  # no change meanwhile (linking included); searches go on
+            pthread_mutex_lock(&g.writer)
             vj_read_lock(&g.rw)
         try:
             write_index_file(self, os.fspath(path), durable)
         finally:
             with nogil:
                 vj_rw_unlock(&g.rw)
+                pthread_mutex_unlock(&g.writer)
 
     @staticmethod
     def load(path, bint verify=False, ef_search=64):
@@ -995,13 +1030,23 @@ cdef class HNSWIndex:
         """Walk the whole structure and return a report; raises CorruptionError on a broken invariant."""
         cdef _Call call = self.begin()
         cdef Graph *g = self.g
-        with nogil:
+        with nogil:  # no change meanwhile (linking included); searches go on
+            pthread_mutex_lock(&g.writer)
             vj_read_lock(&g.rw)
         try:
             return check_graph(g)
         finally:
             with nogil:
                 vj_rw_unlock(&g.rw)
+                pthread_mutex_unlock(&g.writer)
+
+
+cdef int64_t SEARCHES_RECENT_NS = 200_000_000  # a search within 0.2 s: readers are active
+
+cdef inline int64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t> ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 
 
 cdef size_t _positive(object value, str name) except 0:
@@ -1046,6 +1091,7 @@ cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, 
         g.labels[i].key = LABEL_EMPTY
     pthread_mutex_init(&g.entry_lock, NULL)
     pthread_mutex_init(&g.pool_lock, NULL)
+    pthread_mutex_init(&g.writer, NULL)
     vj_rwlock_init(&g.rw)
     return g
 
@@ -1070,6 +1116,7 @@ cdef void free_graph(Graph *g) noexcept nogil:
         munmap(g.labels, g.labels_bytes)
     pthread_mutex_destroy(&g.entry_lock)
     pthread_mutex_destroy(&g.pool_lock)
+    pthread_mutex_destroy(&g.writer)
     vj_rwlock_destroy(&g.rw)
     free(g)
 
@@ -1085,13 +1132,13 @@ cdef int push_free(Graph *g, uint32_t node) noexcept nogil:
     g.n_free += 1
     return 0
 
-cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t start, size_t n,
-                   uint32_t *nodes, Scratch **scratch, int threads) noexcept nogil:
-    """Insert rows[start:start+n] under the write lock: place, then link in parallel."""
+cdef int place_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t start, size_t n,
+                     uint32_t *nodes) noexcept nogil:
+    """Give rows[start:start+n] their nodes (label, vector, level, empty lists) into
+    nodes[0:n]; under the write lock, as it may move memory. Linking them follows."""
     cdef size_t i, fresh = 0, needed
     cdef int64_t node
-    cdef int level, t, rc = 0
-    cdef InsertJob job
+    cdef int level
     cdef uint64_t expected = g.count
     if g.external_vectors:  # checked again under the lock: rows exist, new ones in order
         for i in range(start, start + n):
@@ -1143,6 +1190,12 @@ cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t star
         else:
             memcpy(node_vector(g, node), rows + i * g.dim, g.dim * sizeof(float))
         nodes[i - start] = <uint32_t> node
+    return 0
+
+cdef int link_chunk(Graph *g, uint32_t *nodes, size_t n, Scratch **scratch, int threads) noexcept nogil:
+    """Link placed nodes in parallel; under the read lock, beside searches (g.linking > 0)."""
+    cdef int t, rc = 0
+    cdef InsertJob job
     for t in range(threads):
         if scratch[t] != NULL and scratch[t].visited_size < g.count:
             scratch_release(g, scratch[t])  # too small now: re-acquire below

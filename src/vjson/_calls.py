@@ -22,21 +22,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 class CallGate:
     def __init__(self, what: str) -> None:
         self._what = what
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # a plain lock: this runs around every search
         self._inside = 0
         self._shut = False
+        self._empty = threading.Event()  # set once shut with no call inside
 
     def enter(self) -> None:
-        with self._cond:
+        with self._lock:
             if self._shut:
                 raise DatabaseClosedError(f"{self._what} is closed")
             self._inside += 1
 
     def leave(self) -> None:
-        with self._cond:
+        with self._lock:
             self._inside -= 1
             if self._inside == 0 and self._shut:
-                self._cond.notify_all()
+                self._empty.set()
 
     @property
     def shut(self) -> bool:
@@ -44,9 +45,11 @@ class CallGate:
 
     def shut_and_wait(self) -> None:
         """Refuse new calls, then wait until the running ones have left."""
-        with self._cond:
+        with self._lock:
             self._shut = True
-            self._cond.wait_for(lambda: self._inside == 0)
+            if self._inside == 0:
+                self._empty.set()
+        self._empty.wait()
 
 
 def gated(method: F) -> F:
