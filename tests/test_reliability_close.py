@@ -203,19 +203,21 @@ def test_reads_never_see_a_missing_mapping_while_the_vector_file_grows(tmp_path)
 
 
 def test_a_writer_gets_the_index_under_a_continuous_stream_of_readers():
-    """Readers overlap continuously (three threads, each search_batch holding the
-    read lock for tens of ms); with a reader-preferring lock a writer waits as
-    long as they keep coming. Here it must get in before any reader that
-    started after it: no search that began after the add() began ends before it."""
+    """Six reader threads overlap continuously (each search_batch holds the read
+    lock for tens of ms, and some other reader is always inside); with a
+    reader-preferring lock a writer waits as long as they keep coming. Here it
+    must get in before any reader that started after it: no search that began
+    after the add() began may end before it."""
     dim = 32
     data = clustered(6_000, dim, seed=5)
     index = vjson.HNSWIndex(dim, "l2", M=8, ef_construction=32, capacity=7_000)
     index.add(data[:5_000], np.arange(5_000))
-    queries = data[:800]
+    queries = data[:400]
     spans: list[tuple[float, float]] = []
     lock = threading.Lock()
     stop = threading.Event()
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(7)
+    writer_times: list[float] = []
 
     def reader() -> None:
         barrier.wait()
@@ -225,26 +227,34 @@ def test_a_writer_gets_the_index_under_a_continuous_stream_of_readers():
             with lock:
                 spans.append((t0, time.perf_counter()))
 
-    threads = [threading.Thread(target=reader) for _ in range(3)]
+    def writer() -> None:
+        writer_times.append(time.perf_counter())
+        index.add(data[5_000:5_001], [5_000], num_threads=1)  # one chunk: one exclusive section
+        writer_times.append(time.perf_counter())
+
+    threads = [threading.Thread(target=reader) for _ in range(6)]
     for t in threads:
         t.start()
     barrier.wait()
-    time.sleep(0.5)  # the stream is flowing
-    with lock:
-        batch = float(np.median([b - a for a, b in spans]))
     try:
-        t_request = time.perf_counter()
-        index.add(data[5_000:5_001], [5_000], num_threads=1)  # one chunk: one write-lock acquisition
-        t_done = time.perf_counter()
-        time.sleep(3 * batch)
+        time.sleep(0.5)  # the stream is flowing
+        with lock:
+            batch = float(np.median([b - a for a, b in spans]))
+        w = threading.Thread(target=writer)
+        w.start()
+        w.join(max(3.0, 30 * batch))  # a starved writer gets in only once the readers stop
+        time.sleep(2 * batch)
     finally:
         stop.set()
         for t in threads:
             t.join()
+    w.join()
+    t_request, t_done = writer_times
     overlapping = [s for s in spans if s[0] < t_request < s[1]]
     assert len(overlapping) >= 2, "the readers did not overlap when the writer came"
     overtook = [s for s in spans if t_request < s[0] and s[1] < t_done]
-    assert not overtook, f"{len(overtook)} searches started after the writer and finished before it"
+    assert not overtook, (f"{len(overtook)} searches started after the writer and finished before it "
+                          f"(writer waited {t_done - t_request:.3f}s, a batch takes {batch:.3f}s)")
     assert 5_000 in index
 
 
