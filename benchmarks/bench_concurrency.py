@@ -11,6 +11,13 @@ Sections:
 * ``mixed``: R reader threads searching while W writer threads upsert
   batches of ``--write-batch`` records (and delete some) for ``--seconds``:
   read queries/s, written records/s, and the longest single search.
+* ``rdw`` (read during write): one thread searching, alone ("idle") or while
+  one thread inserts continuously in batches of 10, 100 or 1,000. Passes of
+  ``--rdw-seconds`` are interleaved (idle, 10, 100, 1000, 1000, 100, 10, idle,
+  ... for ``--rdw-rounds``) so load from elsewhere hits every setting alike;
+  reports the median queries/s, the p99 latency over all passes, the ratio to
+  idle (target >= 0.5 with p99 < 5 ms on 2 cores) and the records/s written.
+  The issue's setting: ``--dataset synthetic --n 50000 --sections rdw``.
 
 Data: WordNet (``../shared/data/wordnet``, 384-d cosine; ``--data-dir`` or
 ``$VJSON_DATA``) when present, else a synthetic clustered set
@@ -93,6 +100,72 @@ def reader(db, queries, k, flt_fn=None):
     return body
 
 
+def read_during_write(db, queries, pool, args, rows, results) -> None:
+    """One searching thread, idle or beside one thread inserting batches continuously."""
+    settings = ["idle", 10, 100, 1000]
+    order = []
+    for r in range(args.rdw_rounds):
+        order += settings if r % 2 == 0 else settings[::-1]
+    qps: dict = {s: [] for s in settings}
+    lat: dict = {s: [] for s in settings}
+    wrote: dict = {s: 0 for s in settings}
+    serial = [0]
+    for setting in order:
+        stop = threading.Event()
+        barrier = threading.Barrier(3 if setting != "idle" else 2)
+        out: dict = {}
+
+        def search_loop():
+            times = []
+            j = 0
+            barrier.wait()
+            t0 = time.perf_counter()
+            while not stop.is_set():
+                t = time.perf_counter()
+                db.search(queries[j % len(queries)], k=args.k)
+                times.append(time.perf_counter() - t)
+                j += 1
+            out["rate"] = len(times) / (time.perf_counter() - t0)
+            out["times"] = times
+
+        def insert_loop(batch=setting):
+            rng = np.random.default_rng(serial[0])
+            n = 0
+            barrier.wait()
+            while not stop.is_set():
+                pick = rng.integers(0, len(pool), batch)
+                serial[0] += 1
+                db.insert_batch([f"rdw{serial[0]}-{i}" for i in range(batch)], pool[pick],
+                                [{"bucket": int(p % 10)} for p in pick])
+                n += batch
+            out["written"] = n
+
+        threads = [threading.Thread(target=search_loop)]
+        if setting != "idle":
+            threads.append(threading.Thread(target=insert_loop))
+        for t in threads:
+            t.start()
+        barrier.wait()
+        time.sleep(args.rdw_seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        qps[setting].append(out["rate"])
+        lat[setting].extend(out["times"])
+        wrote[setting] += out.get("written", 0)
+    idle = float(np.median(qps["idle"]))
+    for setting in settings:
+        rate = float(np.median(qps[setting]))
+        p99 = float(np.percentile(lat[setting], 99)) * 1000
+        wps = wrote[setting] / (args.rdw_seconds * args.rdw_rounds)
+        label = "read during write: idle" if setting == "idle" else f"read during write: batch {setting}"
+        note = f"p99 {p99:.2f} ms, x{rate / idle:.2f} of idle" + (f", {wps:,.0f} records/s written"
+                                                                   if setting != "idle" else "")
+        rows.append((label, "1R" if setting == "idle" else "1R+1W", f"{rate:,.0f} q/s", note))
+        results[f"rdw/{setting}"] = {"qps": round(rate), "p99_ms": round(p99, 3), "ratio": round(rate / idle, 3),
+                                     "records_per_s": round(wps), "passes": [round(q) for q in qps[setting]]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=("auto", "wordnet", "synthetic"), default="auto")
@@ -103,7 +176,9 @@ def main() -> None:
     ap.add_argument("--ef", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--write-batch", type=int, default=100)
-    ap.add_argument("--sections", default="read,mixed")
+    ap.add_argument("--sections", default="read,mixed,rdw")
+    ap.add_argument("--rdw-seconds", type=float, default=2.0)
+    ap.add_argument("--rdw-rounds", type=int, default=2)
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
 
@@ -184,6 +259,8 @@ def main() -> None:
                 rows.append((label, "writes", f"{wps:,.0f} records/s", f"batches of {args.write_batch}"))
                 results[label] = {"read_qps": round(qps), "write_records_per_s": round(wps),
                                   "longest_search_ms": round(worst * 1000, 2)}
+        if "rdw" in args.sections:
+            read_during_write(db, queries, pool, args, rows, results)
         db.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,6 +1,8 @@
 """Child process for the kill -9 tests (tests/test_reliability_crash.py).
 
-Usage: ``python crash_worker.py PATH SEED DIM DURABILITY [MAX_OPS [MIX]]``
+Usage: ``python crash_worker.py PATH SEED DIM DURABILITY [MAX_OPS [MIX [METRIC]]]``
+
+METRIC is the database's metric when the worker creates it (``l2`` by default).
 
 MIX is ``all`` (default) or a comma-separated list of: ``nocompact``
 (compact() replaced by flush()), ``compact`` (every operation is a
@@ -191,8 +193,9 @@ def main(argv: list[str]) -> int:
     path, seed, dim, durability = argv[0], int(argv[1]), int(argv[2]), argv[3]
     max_ops = int(argv[4]) if len(argv) > 4 else 10**9
     mix = argv[5] if len(argv) > 5 else "all"
+    metric = argv[6] if len(argv) > 6 else "l2"
     out = sys.stdout
-    db = vjson.VectorDB(path, dimension=dim, metric="l2", M=8, ef_construction=64, durability=durability)
+    db = vjson.VectorDB(path, dimension=dim, metric=metric, M=8, ef_construction=64, durability=durability)
     plan = Plan(seed, db.ids(), mix)
     out.write("R\n")  # ready: opened, about to start
     out.flush()

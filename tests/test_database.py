@@ -509,3 +509,80 @@ class TestVectorStorage:
             assert db._gen.graph.external_vectors and len(db) == 300
             assert db.search(data[42], k=1)[0].id == "r42"
             np.testing.assert_allclose(db.get("r3").vector, data[3] / np.linalg.norm(data[3]), rtol=1e-6)
+
+
+def test_first_insert_after_a_clean_reopen_with_texts(tmp_path):
+    """A clean open defers the id map; the first insert built it after adding its
+    rows, reading the old view past its end (IndexError when the rows were a multiple of 8)."""
+    data = clustered(17, DIM, 31)
+    with vjson.VectorDB(tmp_path / "db", dimension=DIM, metric="l2") as db:
+        db.insert_batch(ids(16), data[:16], texts=[f"text {i}" for i in range(16)])
+    with vjson.VectorDB(tmp_path / "db") as db:
+        db.insert_batch(["r3", "new"], data[15:17])  # an upsert and a new id
+        assert len(db) == 17 and sorted(db.ids()) == sorted(ids(16) + ["new"])
+        np.testing.assert_array_equal(db.get("r3").vector, data[15])
+    with vjson.VectorDB(tmp_path / "db") as db:
+        assert len(db) == 17 and db.verify()["ok"]
+
+
+def test_vector_checksums_after_a_partial_block_fills(tmp_path):
+    """A checkpoint with a partial last block of 4,096 rows, then one after the block
+    filled: the old partial checksum was reused as the full block's (verify() failed)."""
+    data = clustered(4_200, DIM, 37)
+    with vjson.VectorDB(tmp_path / "db", dimension=DIM, metric="l2") as db:
+        db.insert_batch(ids(4_000), data[:4_000])
+        db.flush()
+        db.insert_batch(ids(200, 4_000), data[4_000:])
+        db.flush()
+        assert db.verify()["ok"], db.verify()
+    with vjson.VectorDB(tmp_path / "db") as db:
+        report = db.verify()
+        assert report["ok"], report
+
+
+class TestLoneSurrogates:
+    """A str holding a lone surrogate has no UTF-8 form: orjson raised a bare TypeError."""
+
+    BAD = "a\ud800"
+
+    @pytest.fixture
+    def db(self, tmp_path):
+        with vjson.VectorDB(tmp_path / "db", dimension=DIM, metric="l2") as db:
+            db.insert_batch(["x", "y"], clustered(2, DIM, 41), [{"k": 1}, None], ["hello", None])
+            yield db
+
+    def _unchanged(self, db):
+        assert sorted(db.ids()) == ["x", "y"] and db.get_metadata("x") == {"k": 1}
+        assert db.verify()["ok"]
+
+    def test_ids(self, db):
+        vec = clustered(1, DIM, 42)[0]
+        calls = {
+            "insert": lambda: db.insert(self.BAD, vec),
+            "insert_batch": lambda: db.insert_batch(["z", self.BAD], np.stack([vec, vec])),
+            "get": lambda: db.get(self.BAD),
+            "get_batch": lambda: db.get_batch(["x", self.BAD]),
+            "get_metadata": lambda: db.get_metadata(self.BAD),
+            "delete": lambda: db.delete(["x", self.BAD]),
+            "delete one": lambda: db.delete(self.BAD),
+            "update_metadata": lambda: db.update_metadata(self.BAD, {"k": 2}),
+        }
+        for name, call in calls.items():
+            with pytest.raises(vjson.InvalidIdError, match="lone surrogate"):
+                call()
+        self._unchanged(db)
+
+    def test_texts_and_metadata(self, db):
+        vec = clustered(1, DIM, 43)[0]
+        with pytest.raises(vjson.InvalidInputError, match="lone surrogate"):
+            db.insert("z", vec, text=self.BAD)
+        with pytest.raises(vjson.InvalidInputError, match="lone surrogate"):
+            db.insert_batch(["z", "w"], np.stack([vec, vec]), texts=["fine", self.BAD])
+        for meta, where in [({"k": self.BAD}, "k"), ({self.BAD: 1}, "top"), ({"a": {"b": [1, "\udfff"]}}, r"a\.b\[1\]")]:
+            with pytest.raises(vjson.InvalidMetadataError, match=rf"at {where} holds a lone surrogate"):
+                db.insert("z", vec, meta)
+            with pytest.raises(vjson.InvalidMetadataError, match="lone surrogate"):
+                db.update_metadata("x", meta)
+        self._unchanged(db)
+        db.insert("z", vec, {"k": "caf\u00e9 \U0001f600"}, "na\u00efve")  # real non-ASCII text is fine
+        assert db.get("z").metadata == {"k": "caf\u00e9 \U0001f600"} and db.get("z").text == "na\u00efve"

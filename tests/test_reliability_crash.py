@@ -89,13 +89,45 @@ def parse(lines: list[str]) -> tuple[list[dict], dict | None, bool]:
     return acked, pending, ready
 
 
+class Vector:
+    """A stored vector in a state: bit for bit under "l2"; under "cosine" (stored
+    scaled to unit length by the core) equal to the unit vector within float32 rounding."""
+
+    def __init__(self, values: np.ndarray, metric: str) -> None:
+        self.values, self.metric = values, metric
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Vector):
+            return NotImplemented
+        if self.metric == "cosine":
+            return bool(np.allclose(self.values, other.values, rtol=0, atol=2e-6))
+        return self.values.tobytes() == other.values.tobytes()
+
+    def __repr__(self) -> str:
+        return f"Vector({self.values!r})"
+
+
+def expected_vector(key: int, metric: str) -> np.ndarray:
+    v = vector_for(key, DIM)
+    return (v / np.linalg.norm(v.astype(np.float64))).astype(np.float32) if metric == "cosine" else v
+
+
+def distance(a: np.ndarray, b: np.ndarray, metric: str) -> float:
+    """The database's distance, computed here independently in float64."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if metric == "cosine":
+        return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return float(np.sum((a - b) ** 2))
+
+
 def state_of(db: vjson.VectorDB) -> dict:
     recs = db.get_batch(db.ids()) if len(db) else []
-    return {r.id: (r.vector.tobytes(), r.metadata, r.text) for r in recs}
+    return {r.id: (Vector(r.vector, db.metric), r.metadata, r.text) for r in recs}
 
 
-def expected_state(model: dict) -> dict:
-    return {rid: (vector_for(key, DIM).tobytes(), meta, text) for rid, (key, meta, text) in model.items()}
+def expected_state(model: dict, metric: str = "l2") -> dict:
+    return {rid: (Vector(expected_vector(key, metric), metric), meta, text)
+            for rid, (key, meta, text) in model.items()}
 
 
 def check_database(db: vjson.VectorDB, model: dict, dead_keys: set[int], dead_words: set[str], rng) -> None:
@@ -114,13 +146,13 @@ def check_database(db: vjson.VectorDB, model: dict, dead_keys: set[int], dead_wo
             assert rid in [h.id for h in hits if h.distance <= 1e-6], (rid, hits)
             for h in hits:
                 assert h.id in model, f"search returned dead id {h.id!r}"
-                want = float(np.sum((vector_for(model[h.id][0], DIM) - q) ** 2))
+                want = distance(vector_for(model[h.id][0], DIM), q, db.metric)
                 assert h.distance == pytest.approx(want, rel=1e-4, abs=1e-4), f"stale vector behind {h.id!r}"
         # vectors of deleted or replaced records never bring back their dead rows
         for key in rng.choice(sorted(dead_keys), size=min(20, len(dead_keys)), replace=False) if dead_keys else []:
             for h in db.search(vector_for(int(key), DIM), k=min(3, n), ef_search=ef):
                 assert h.id in model and h.distance == pytest.approx(
-                    float(np.sum((vector_for(model[h.id][0], DIM) - vector_for(int(key), DIM)) ** 2)),
+                    distance(vector_for(model[h.id][0], DIM), vector_for(int(key), DIM), db.metric),
                     rel=1e-4, abs=1e-4)
     # full text: each live text found by its unique word, each dead text gone
     live_words = {}
@@ -154,11 +186,11 @@ def dead_of(before: dict, after: dict) -> tuple[set[int], set[str]]:
 # ---------------------------------------------------------------- one kill
 
 def run_and_kill(path: Path, seed: int, durability: str, rng, log_file: Path,
-                 mix: str = KILL_LOOP_MIX) -> tuple[list[str], int, str]:
+                 mix: str = KILL_LOOP_MIX, metric: str = "l2") -> tuple[list[str], int, str]:
     """Start a worker, kill it at a random moment; returns (its stdout lines, return code, where)."""
     with open(log_file, "ab") as err:
         proc = subprocess.Popen([sys.executable, str(WORKER), str(path), str(seed), str(DIM), durability,
-                                 str(10**9), mix],
+                                 str(10**9), mix, metric],
                                 stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
     lines: list[str] = []
     where = ""
@@ -213,17 +245,17 @@ def reopen_and_check(path: Path, model: dict, acked: list[dict], pending: dict |
     db = vjson.VectorDB(path)
     try:
         have = state_of(db)
-        without = expected_state(model)
+        without = expected_state(model, db.metric)
         if pending is not None and have != without:
             with_op = apply(model, pending)
-            if have == expected_state(with_op):
+            if have == expected_state(with_op, db.metric):
                 k, w = dead_of(model, with_op)
                 dead[0].update(k)
                 dead[1].update(w)
                 model = with_op
                 applied = True
-        if have != expected_state(model):
-            want = expected_state(model)
+        if have != expected_state(model, db.metric):
+            want = expected_state(model, db.metric)
             missing = sorted(set(want) - set(have))[:5]
             extra = sorted(set(have) - set(want))[:5]
             changed = sorted(r for r in set(want) & set(have) if want[r] != have[r])[:5]
@@ -249,15 +281,20 @@ def test_kill_9_loop(tmp_path, capsys):
     where_counts: dict[str, int] = {}
     log_file = tmp_path / "worker-stderr.log"
     db_index = 0
+    metrics_seen: set[tuple[str, str]] = set()
     while survived < KILLS:
         path = tmp_path / f"db{db_index}"
         durability = "sync" if db_index % 2 == 0 else "flush"
+        # l2 and cosine (stored unit-length: a different write path), each under both
+        # durabilities over four databases; the short CI run covers l2+sync and cosine+flush
+        metric = "cosine" if db_index % 4 in (1, 2) else "l2"
+        metrics_seen.add((metric, durability))
         db_index += 1
         model: dict = {}
         dead: tuple[set[int], set[str]] = (set(), set())
         for _ in range(min(KILLS_PER_DB, KILLS - survived)):
             seed = int(rng.integers(1, 2**31))
-            lines, rc, where = run_and_kill(path, seed, durability, rng, log_file)
+            lines, rc, where = run_and_kill(path, seed, durability, rng, log_file, metric=metric)
             if rc not in (-9, 0):
                 pytest.fail(f"worker failed by itself (rc {rc}):\n{log_file.read_text()[-3000:]}")
             acked, pending, ready = parse(lines)
@@ -273,8 +310,9 @@ def test_kill_9_loop(tmp_path, capsys):
     with capsys.disabled():
         print(f"\n[crash] survived {survived} SIGKILLs over {db_index} databases in {elapsed:.1f}s; "
               f"{acked_total} acknowledged ops checked; in-flight op found applied {in_flight_applied} times; "
-              f"kill points: {dict(sorted(where_counts.items()))}")
+              f"kill points: {dict(sorted(where_counts.items()))}; metric/durability: {sorted(metrics_seen)}")
     assert survived == KILLS
+    assert {m for m, _ in metrics_seen} == {"l2", "cosine"} or KILLS <= KILLS_PER_DB
 
 
 def test_worker_runs_to_completion_and_reopens(tmp_path):

@@ -17,6 +17,8 @@ from libc.math cimport INFINITY, isfinite, log, sqrt
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from posix.unistd cimport usleep
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
 
 from graph cimport *
@@ -35,6 +37,12 @@ from vjson.errors import (
 )
 
 cdef extern from *:
+    int __atomic_add_fetch(int *p, int v, int order) noexcept nogil
+    int __atomic_sub_fetch(int *p, int v, int order) noexcept nogil
+    int __atomic_load_n(const int *p, int order) noexcept nogil
+    enum:
+        __ATOMIC_ACQUIRE
+        __ATOMIC_RELEASE
     void __builtin_prefetch(const void *p) noexcept nogil
     int __builtin_ctz(unsigned int x) noexcept nogil
     int __builtin_popcount(unsigned int x) noexcept nogil
@@ -429,6 +437,18 @@ cdef class Bitset:
 
 # ---------------------------------------------------------------- the index
 
+cdef class _Call:
+    """One call running on an index's graph, so close() frees the graph only
+    once none is left. A method keeps it in a local variable: Cython releases
+    locals on every exit path (return or raise), and that ends the call."""
+
+    cdef HNSWIndex index
+
+    def __dealloc__(self):
+        if self.index is not None:
+            self.index._inflight -= 1
+
+
 cdef class HNSWIndex:
     """An HNSW graph over float32 vectors with uint64 labels.
 
@@ -436,8 +456,10 @@ cdef class HNSWIndex:
     seed=100, ef_search=64)``. Metrics: "l2" (squared Euclidean), "ip"
     (distance 1 - dot) and "cosine" (vectors normalised on the way in, then
     "ip"). Capacity grows on demand. Searches run in parallel from many Python
-    threads; inserts, deletes and saves take the index exclusively for short
-    chunks, so searches interleave with a long insert.
+    threads and beside inserts: an insert takes the index exclusively only to
+    place each chunk's nodes (microseconds per node) and links them while
+    searches go on; deletes take it exclusively, briefly. close() waits for
+    running calls.
 
     With ``external_vectors=True`` the index keeps only the graph: node i's
     vector is row i of a float32 array the owner attaches with
@@ -447,6 +469,10 @@ cdef class HNSWIndex:
     """
 
     cdef Graph *g
+    # Calls between begin() and their _Call's end (changed under the GIL), and
+    # whether close() has begun: it refuses new calls, waits for these, then frees.
+    cdef int _inflight
+    cdef bint _closing
     cdef const float[:, ::1] _attached  # keeps the attached rows' buffer alive
     cdef public size_t exact_limit
     cdef size_t _ef_search
@@ -480,12 +506,23 @@ cdef class HNSWIndex:
             self.g = NULL
 
     cdef inline Graph *open_graph(self) except NULL:
-        if self.g == NULL:
+        """The graph, for reading a field under the GIL (the GIL keeps close() out)."""
+        if self.g == NULL or self._closing:
             raise DatabaseClosedError("the index is closed")
         return self.g
 
+    cdef _Call begin(self):
+        """Start a call that may release the GIL or run Python code while using
+        the graph: close() waits for it. Keep the result in a local variable."""
+        if self.g == NULL or self._closing:
+            raise DatabaseClosedError("the index is closed")
+        cdef _Call call = _Call.__new__(_Call)
+        call.index = self
+        self._inflight += 1
+        return call
+
     cdef inline Graph *readable_graph(self) except NULL:
-        """The graph, once its vectors are reachable (external ones attached)."""
+        """The graph, once its vectors are reachable (external ones attached); inside a call."""
         cdef Graph *g = self.open_graph()
         if g.count > 0 and g.vectors == NULL:
             raise InvalidInputError("attach_vectors() first: this index reads its vectors from an array")
@@ -538,13 +575,14 @@ cdef class HNSWIndex:
 
     @property
     def closed(self):
-        return self.g == NULL
+        return self.g == NULL or self._closing
 
     def __len__(self):
         return self.open_graph().label_count
 
     def __contains__(self, label):
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         cdef bint found
         if not isinstance(label, (int, np.integer)) or label < 0 or label >= NO_LABEL:
             return False
@@ -569,25 +607,35 @@ cdef class HNSWIndex:
         self.close()
 
     def close(self):
-        """Free the graph (waiting for running searches); later calls raise DatabaseClosedError."""
-        cdef Graph *g = self.g
-        if g == NULL:
+        """Free the graph once running calls have finished (an insert stops at its
+        next chunk); calls starting meanwhile or later raise DatabaseClosedError."""
+        cdef Graph *g
+        if self.g == NULL:
             return
-        with nogil:
-            vj_write_lock(&g.rw)
-            vj_rw_unlock(&g.rw)
+        self._closing = True
+        # Calls hold no lock while they validate or build results, so waiting
+        # for the write lock is not enough: wait for every call to end.
+        while self._inflight > 0 and self.g != NULL:
+            with nogil:
+                usleep(200)
+        g = self.g
+        if g == NULL:  # another thread's close() finished meanwhile
+            return
         self.g = NULL
-        free_graph(g)
         self._attached = None  # lets the owner unmap its vectors
+        free_graph(g)
 
     def resize(self, size_t capacity):
         """Reserve room for `capacity` nodes (never shrinks)."""
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         cdef int rc
         with nogil:
+            pthread_mutex_lock(&g.writer)
             vj_write_lock(&g.rw)
             rc = grow_nodes(g, capacity)
             vj_rw_unlock(&g.rw)
+            pthread_mutex_unlock(&g.writer)
         if rc != 0:
             raise MemoryError()
 
@@ -600,7 +648,8 @@ cdef class HNSWIndex:
         Runs on `num_threads` threads (default: all CPUs) without the GIL, in
         chunks, so concurrent searches wait at most one chunk.
         """
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         if g.external_vectors:
             raise InvalidInputError("this index reads its vectors from an attached array: use add_stored()")
         matrix = as_matrix(vectors, g.dim)
@@ -625,7 +674,8 @@ cdef class HNSWIndex:
         hold at least every node's row. Searches running meanwhile finish on
         the old array first. Under "cosine" the rows must be unit vectors.
         """
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         cdef const float[:, ::1] view
         if not g.external_vectors:
             raise InvalidInputError("this index keeps its vectors in its records; "
@@ -639,11 +689,13 @@ cdef class HNSWIndex:
         cdef size_t rows = view.shape[0]
         cdef char *base = <char *> &view[0, 0] if rows > 0 else NULL
         with nogil:
+            pthread_mutex_lock(&g.writer)
             vj_write_lock(&g.rw)
             if rows >= g.count:
                 g.vectors = base
                 g.vector_rows = rows
             vj_rw_unlock(&g.rw)
+            pthread_mutex_unlock(&g.writer)
         if rows < g.count:
             raise InvalidInputError(f"the attached array holds {rows} rows, the index {g.count} nodes")
         self._attached = view  # only now may the previous array go
@@ -660,7 +712,8 @@ cdef class HNSWIndex:
         for a row whose vector changed) or the next new node, so new rows come
         in order with no gaps. Validated whole before anything changes.
         """
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         if not g.external_vectors:
             raise InvalidInputError("add_stored() links attached rows; this index takes vectors with add()")
         keys = as_labels(labels, -1)
@@ -683,11 +736,18 @@ cdef class HNSWIndex:
         self.insert(NULL, keys, num_threads)
 
     cdef void insert(self, const float *rows, object keys, object num_threads) except *:
-        """Place and link a validated batch in chunks under the write lock."""
+        """Place and link a validated batch in chunks (inside a call).
+
+        Each chunk's nodes are placed under the write lock (microseconds per
+        node), then linked under the read lock, so searches run on beside the
+        linking. By default linking leaves one CPU to searches seen lately.
+        """
         cdef Graph *g = self.g
         cdef int threads = _thread_count(num_threads)
+        if num_threads is None and threads > 1 and now_ns() - g.last_search_ns < SEARCHES_RECENT_NS:
+            threads -= 1
         cdef size_t chunk = 256 * <size_t> threads
-        cdef size_t start = 0, total = keys.shape[0]
+        cdef size_t start = 0, n, total = keys.shape[0]
         cdef const uint64_t[::1] ids = keys
         cdef uint32_t *nodes = <uint32_t *> malloc(min(chunk, total) * sizeof(uint32_t))
         cdef Scratch **scratch = <Scratch **> calloc(threads, sizeof(Scratch *))
@@ -698,17 +758,31 @@ cdef class HNSWIndex:
             raise MemoryError()
         try:
             with nogil:
+                pthread_mutex_lock(&g.writer)
                 while start < total and rc == 0:
+                    if self._closing:  # close() is waiting: the rest would be freed unused
+                        rc = -3
+                        break
+                    n = min(chunk, total - start)
                     vj_write_lock(&g.rw)
-                    rc = add_chunk(g, rows, &ids[0], start, min(chunk, total - start),
-                                   nodes, scratch, threads)
+                    rc = place_chunk(g, rows, &ids[0], start, n, nodes)
+                    if rc == 0:
+                        __atomic_add_fetch(&g.linking, 1, __ATOMIC_RELEASE)
                     vj_rw_unlock(&g.rw)
+                    if rc == 0:
+                        vj_read_lock(&g.rw)
+                        rc = link_chunk(g, nodes, n, scratch, threads)
+                        __atomic_sub_fetch(&g.linking, 1, __ATOMIC_RELEASE)
+                        vj_rw_unlock(&g.rw)
                     start += chunk
+                pthread_mutex_unlock(&g.writer)
         finally:
             free(nodes)
             free(scratch)
         if rc == -2:
             raise InvalidInputError("rows changed under a concurrent add_stored(); the batch was cut short")
+        if rc == -3:
+            raise DatabaseClosedError("the index was closed during the insert; the batch was cut short")
         if rc != 0:
             raise MemoryError("out of memory while inserting")
 
@@ -718,7 +792,8 @@ cdef class HNSWIndex:
         Every label must be present (else RecordNotFoundError, and nothing is
         deleted). Returns the number deleted.
         """
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         keys = np.unique(as_labels(labels, -1))
         cdef const uint64_t[::1] ids = keys
         cdef Py_ssize_t i, missing = -1
@@ -726,6 +801,7 @@ cdef class HNSWIndex:
         if keys.shape[0] == 0:
             return 0
         with nogil:
+            pthread_mutex_lock(&g.writer)
             vj_write_lock(&g.rw)
             for i in range(ids.shape[0]):
                 if find_node(g, ids[i]) < 0:
@@ -742,6 +818,7 @@ cdef class HNSWIndex:
                     if not g.external_vectors:  # there a node is its vector's row: never reused
                         push_free(g, <uint32_t> node)
             vj_rw_unlock(&g.rw)
+            pthread_mutex_unlock(&g.writer)
         if missing >= 0:
             raise RecordNotFoundError(f"label {int(keys[missing])} is not in the index")
         return keys.shape[0]
@@ -756,6 +833,7 @@ cdef class HNSWIndex:
         fewer than k live (allowed) labels exist. With a packed bitset, its
         population count may be passed as `allowed_count` to save a pass over it.
         """
+        cdef _Call call = self.begin()
         cdef size_t n = _positive(k, "k")
         # no more results than labels: a huge k must not allocate a huge array
         n = max(<size_t> 1, min(n, self.open_graph().label_count))
@@ -775,6 +853,7 @@ cdef class HNSWIndex:
 
         `names[label]` is the id; `metadata`/`texts` (or None) the fields to attach.
         """
+        cdef _Call call = self.begin()
         cdef uint64_t labels_buf[64]
         cdef float dists_buf[64]
         cdef uint64_t *labels = labels_buf
@@ -799,7 +878,7 @@ cdef class HNSWIndex:
 
     cdef Py_ssize_t knn_one(self, object query, size_t k, object ef_search, object allowed,
                             object allowed_count, uint64_t *labels, float *dists) except -1:
-        """Validate one query and search it; returns how many results were written."""
+        """Validate one query and search it; returns how many results were written (inside a call)."""
         cdef Graph *g = self.readable_graph()
         cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
         cdef const float[::1] qv
@@ -829,6 +908,7 @@ cdef class HNSWIndex:
         cdef Scratch *s
         cdef const float *qp = &qv[0]
         with nogil:
+            g.last_search_ns = now_ns()
             vj_read_lock(&g.rw)
             s = scratch_acquire(g)
             if s == NULL:
@@ -852,6 +932,7 @@ cdef class HNSWIndex:
         Runs across threads without the GIL. Rows with fewer than k results are
         padded with label ``NO_LABEL`` (2**64-1) and distance inf.
         """
+        cdef _Call call = self.begin()
         cdef Graph *g = self.readable_graph()
         cdef size_t ef = self._ef_search if ef_search is None else _positive(ef_search, "ef_search")
         k = _positive(k, "k")
@@ -888,6 +969,7 @@ cdef class HNSWIndex:
         if job.scratch == NULL:
             raise MemoryError()
         with nogil:
+            g.last_search_ns = now_ns()
             vj_read_lock(&g.rw)
             for t in range(threads):
                 job.scratch[t] = scratch_acquire(g)
@@ -916,6 +998,7 @@ cdef class HNSWIndex:
 
     def get_vectors(self, labels):
         """Stored vectors for labels, (n, dim) float32 (normalised under cosine)."""
+        cdef _Call call = self.begin()
         cdef Graph *g = self.readable_graph()
         keys = as_labels(labels, -1)
         out = np.empty((keys.shape[0], g.dim), dtype=np.float32)
@@ -938,7 +1021,8 @@ cdef class HNSWIndex:
 
     def labels(self):
         """Every live label, in node order, as uint64."""
-        cdef Graph *g = self.open_graph()
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
         out = np.empty(len(self), dtype=np.uint64)
         cdef uint64_t[::1] ov = out
         cdef size_t node, n = 0
@@ -954,14 +1038,17 @@ cdef class HNSWIndex:
     # ---- persistence (index_file.pxi)
     def save(self, path, bint durable=True):
         """Write the index to `path` atomically (temp file, fsync, rename, fsync folder)."""
-        cdef Graph *g = self.open_graph()
-        with nogil:
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
+        with nogil:  # no change meanwhile (linking included); searches go on
+            pthread_mutex_lock(&g.writer)
             vj_read_lock(&g.rw)
         try:
             write_index_file(self, os.fspath(path), durable)
         finally:
             with nogil:
                 vj_rw_unlock(&g.rw)
+                pthread_mutex_unlock(&g.writer)
 
     @staticmethod
     def load(path, bint verify=False, ef_search=64):
@@ -977,14 +1064,25 @@ cdef class HNSWIndex:
 
     def check(self):
         """Walk the whole structure and return a report; raises CorruptionError on a broken invariant."""
-        cdef Graph *g = self.open_graph()
-        with nogil:
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
+        with nogil:  # no change meanwhile (linking included); searches go on
+            pthread_mutex_lock(&g.writer)
             vj_read_lock(&g.rw)
         try:
             return check_graph(g)
         finally:
             with nogil:
                 vj_rw_unlock(&g.rw)
+                pthread_mutex_unlock(&g.writer)
+
+
+cdef int64_t SEARCHES_RECENT_NS = 200_000_000  # a search within 0.2 s: readers are active
+
+cdef inline int64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t> ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 
 
 cdef size_t _positive(object value, str name) except 0:
@@ -1029,6 +1127,7 @@ cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, 
         g.labels[i].key = LABEL_EMPTY
     pthread_mutex_init(&g.entry_lock, NULL)
     pthread_mutex_init(&g.pool_lock, NULL)
+    pthread_mutex_init(&g.writer, NULL)
     vj_rwlock_init(&g.rw)
     return g
 
@@ -1053,6 +1152,7 @@ cdef void free_graph(Graph *g) noexcept nogil:
         munmap(g.labels, g.labels_bytes)
     pthread_mutex_destroy(&g.entry_lock)
     pthread_mutex_destroy(&g.pool_lock)
+    pthread_mutex_destroy(&g.writer)
     vj_rwlock_destroy(&g.rw)
     free(g)
 
@@ -1068,13 +1168,13 @@ cdef int push_free(Graph *g, uint32_t node) noexcept nogil:
     g.n_free += 1
     return 0
 
-cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t start, size_t n,
-                   uint32_t *nodes, Scratch **scratch, int threads) noexcept nogil:
-    """Insert rows[start:start+n] under the write lock: place, then link in parallel."""
+cdef int place_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t start, size_t n,
+                     uint32_t *nodes) noexcept nogil:
+    """Give rows[start:start+n] their nodes (label, vector, level, empty lists) into
+    nodes[0:n]; under the write lock, as it may move memory. Linking them follows."""
     cdef size_t i, fresh = 0, needed
     cdef int64_t node
-    cdef int level, t, rc = 0
-    cdef InsertJob job
+    cdef int level
     cdef uint64_t expected = g.count
     if g.external_vectors:  # checked again under the lock: rows exist, new ones in order
         for i in range(start, start + n):
@@ -1126,6 +1226,12 @@ cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t star
         else:
             memcpy(node_vector(g, node), rows + i * g.dim, g.dim * sizeof(float))
         nodes[i - start] = <uint32_t> node
+    return 0
+
+cdef int link_chunk(Graph *g, uint32_t *nodes, size_t n, Scratch **scratch, int threads) noexcept nogil:
+    """Link placed nodes in parallel; under the read lock, beside searches (g.linking > 0)."""
+    cdef int t, rc = 0
+    cdef InsertJob job
     for t in range(threads):
         if scratch[t] != NULL and scratch[t].visited_size < g.count:
             scratch_release(g, scratch[t])  # too small now: re-acquire below

@@ -89,7 +89,14 @@ cdef struct Graph:
     int64_t entry_point    # -1 while empty
     int max_level
     pthread_mutex_t entry_lock
+    # Searches hold `rw` shared. A change takes `writer` (one at a time), then
+    # `rw` exclusively only for what moves memory or labels (placing nodes,
+    # growing, deleting); linking placed nodes runs under `rw` shared, beside
+    # searches, with `linking` > 0 so that searches read lists under node locks.
     vj_rwlock rw
+    pthread_mutex_t writer
+    int linking
+    int64_t last_search_ns # when a search last started (CLOCK_MONOTONIC): inserts leave it a core
 
     Scratch **pool
     size_t pool_size

@@ -493,14 +493,18 @@ cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const float *q, size_t k, size_
     cdef size_t available = g.label_count
     cdef size_t found
     cdef uint32_t entry
+    # An insert links nodes beside searches (under the read lock): read lists
+    # under node locks then. Linking cannot start during this search (placing
+    # nodes first takes the lock exclusively), so one look at the start holds.
+    cdef bint locked = __atomic_load_n(&g.linking, __ATOMIC_ACQUIRE) != 0
     if allowed != NULL and allowed_count < available:
         available = allowed_count
     if available == 0 or g.entry_point < 0 or k == 0:
         return 0
     if allowed != NULL and allowed_count <= exact_limit:
         return <Py_ssize_t> exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances, dist)
-    entry = greedy_descent(g, s, q, <uint32_t> g.entry_point, g.max_level, 1, False, dist)
-    if search_layer(g, s, q, entry, ef if ef > k else k, 0, allowed, allowed_bytes, -1, False, dist,
+    entry = greedy_descent(g, s, q, <uint32_t> g.entry_point, g.max_level, 1, locked, dist)
+    if search_layer(g, s, q, entry, ef if ef > k else k, 0, allowed, allowed_bytes, -1, locked, dist,
                     allowed != NULL and allowed_count * TWO_HOP_BELOW < g.label_count) != 0:
         return -1
     found = drain_results(g, s, k, labels, distances)

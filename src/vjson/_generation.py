@@ -104,10 +104,12 @@ class Generation:
     def __init__(self, number: int, vectors: VectorFile, graph: _core.HNSWIndex, metric: str,
                  row_ids: list[str | None], row_meta: Any, row_text: Any, ids: dict[str, int] | None,
                  metadata: MetadataIndex,
-                 text: TextIndex | None, vector_crcs: list[int], live_bits: np.ndarray | None = None) -> None:
+                 text: TextIndex | None, vector_crcs: list[int], live_bits: np.ndarray | None = None,
+                 crc_rows: int = 0) -> None:
         """`row_meta`/`row_text` are lists or JsonRows, and `ids` may be None
         (with `live_bits` the packed live rows): a clean open then defers the
-        id map to first use, which a search never needs."""
+        id map to first use, which a search never needs. `vector_crcs` are the
+        checkpoint's block checksums, over its first `crc_rows` rows."""
         self.number = number
         self.vectors = vectors
         self.graph = graph
@@ -122,6 +124,7 @@ class Generation:
         # What closes with this generation; the graph first, as it maps the vectors.
         self._resources: list[Any] = [graph, vectors, text]
         self.vector_crcs = vector_crcs
+        self._crc_rows = crc_rows
         self._filter_lock = threading.Lock()  # the filter index is not thread-safe
         self._metadata_version = 0  # bumped by every change of the filter index (keys the allowed cache)
         self._allowed_cache: dict[Any, tuple[View, int, _core.Bitset]] = {}
@@ -246,13 +249,15 @@ class Generation:
         rows.sort()
         return rows
 
-    def block_crcs(self, rows: int) -> list[int]:
-        """crc32 per CRC_BLOCK rows of vectors (the last block partial), reusing full blocks."""
-        keep = min(len(self.vector_crcs), rows // CRC_BLOCK)
+    def checksum_vectors(self, rows: int) -> list[int]:
+        """crc32 per CRC_BLOCK rows of vectors [0, rows) (the last block partial), for
+        the snapshot; blocks that were already full when last summed are reused."""
+        keep = min(len(self.vector_crcs), min(self._crc_rows, rows) // CRC_BLOCK)
         crcs = list(self.vector_crcs[:keep])
         view = self.vectors.view(rows)
         for start in range(keep * CRC_BLOCK, rows, CRC_BLOCK):
             crcs.append(zlib.crc32(view[start:start + CRC_BLOCK].data))
+        self.vector_crcs, self._crc_rows = crcs, rows
         return crcs
 
     # ------------------------------------------------------------------ reader side

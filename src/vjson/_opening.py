@@ -78,7 +78,7 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
             ids = {}
         metadata = _open_metadata(path, m, row_ids, row_meta, ids, touched)
         generation = Generation(m.get("generation", 0), vectors, graph, metric, row_ids, row_meta, row_text,
-                                ids, metadata, None, vector_crcs, live_bits)
+                                ids, metadata, None, vector_crcs, live_bits, crc_rows=m["rows"])
         generation.text = _open_text(path, m, generation, seq, read_only)
         return Opened(generation, record_log, seq, replayed)
     except FileNotFoundError as exc:

@@ -40,6 +40,7 @@ import numpy as np
 import orjson
 
 from vjson import _core, _leases, _logformat, _manifest
+from vjson._calls import CallGate, gated
 from vjson._following import apply_new_frames, follow_text, leased_manifest, manifest_stamp
 from vjson._generation import Generation, JsonRows, attach_vectors, link_rows
 from vjson._opening import open_generation, rebuild_text
@@ -118,6 +119,7 @@ class VectorDB:
                  read_only: bool = False, durability: str = "sync", ef_search: int = 64,
                  tokenizer: str = "en_stem") -> None:
         self._closed = True
+        self._calls = CallGate(f"the database at {os.fspath(path)}")
         self._lock_file: FileLock | None = None
         self._gen: Generation | None = None
         self._log: RecordLog | None = None
@@ -238,6 +240,7 @@ class VectorDB:
 
     # ------------------------------------------------------------------ following the writer
 
+    @gated
     def refresh(self) -> None:
         """Read-only handles: pick up every write committed so far by the writer.
 
@@ -350,12 +353,14 @@ class VectorDB:
 
     # ------------------------------------------------------------------ writes
 
+    @gated
     def insert(self, id: str, vector: Any, metadata: dict | None = None, text: str | None = None) -> None:
         """Insert one record; an existing id is replaced (upsert)."""
         self._current()
         check_id(id)
         self.insert_batch([id], check_vector(vector, self.dimension, self.metric)[None], [metadata], [text])
 
+    @gated
     def insert_batch(self, ids: Sequence[str], vectors: Any, metadatas: Sequence[dict | None] | None = None,
                      texts: Sequence[str | None] | None = None) -> None:
         """Insert records atomically: after a crash all of them are there or none.
@@ -440,6 +445,7 @@ class VectorDB:
             gen.text.add([r for r, _ in add], [t for _, t in add])
         gen.text.commit(self._seq if marker is None else marker)
 
+    @gated
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
         """Delete records by id (every id must exist, else nothing is deleted) or by filter.
 
@@ -466,6 +472,7 @@ class VectorDB:
             self._retire(gen, dead)
             return len(dead)
 
+    @gated
     def update_metadata(self, id: str, metadata: dict | None, merge: bool = False) -> None:
         """Replace a record's metadata, or with ``merge=True`` update its top-level keys."""
         self._check_writable()
@@ -485,6 +492,7 @@ class VectorDB:
 
     # ------------------------------------------------------------------ reads
 
+    @gated
     def get(self, id: str | None = None, *, filter: dict | None = None, limit: int | None = None,
             include: Sequence[str] = INCLUDE_ALL) -> Any:
         """``get(id)``: that record (RecordNotFoundError if absent).
@@ -503,6 +511,7 @@ class VectorDB:
             rows = rows[:limit]
         return gen.records(rows.tolist(), _check_include(include))
 
+    @gated
     def get_batch(self, ids: Sequence[str], include: Sequence[str] = INCLUDE_ALL) -> list[Record]:
         """Records for ids, in order; RecordNotFoundError if any is absent."""
         gen = self._current()
@@ -519,6 +528,7 @@ class VectorDB:
 
     # ------------------------------------------------------------------ search
 
+    @gated
     def search(self, vector: Any, k: int = 10, filter: dict | None = None, ef_search: int | None = None,
                include: Sequence[str] = _DEFAULT_INCLUDE) -> list[SearchResult]:
         """The k nearest records to `vector`, best first, optionally among those matching `filter`.
@@ -549,6 +559,7 @@ class VectorDB:
                                         gen.row_meta if "metadata" in include else None,
                                         gen.row_text if "text" in include else None, gen.similarity)
 
+    @gated
     def batch_search(self, vectors: Any, k: int = 10, filter: dict | None = None, ef_search: int | None = None,
                      include: Sequence[str] = _DEFAULT_INCLUDE, num_threads: int | None = None
                      ) -> list[list[SearchResult]]:
@@ -596,6 +607,7 @@ class VectorDB:
                 gen.text = rebuild_text(folder, self._manifest["tokenizer"], gen.row_text, gen.ids, self._seq)
             return gen.text.search(text_query, depth, allowed=mask)
 
+    @gated
     def text_search(self, query: str, k: int = 10, filter: dict | None = None,
                     include: Sequence[str] = _DEFAULT_INCLUDE, syntax: bool = True) -> list[SearchResult]:
         """BM25 full-text search over the records' text, best first.
@@ -612,6 +624,7 @@ class VectorDB:
         gen.fill(out, rows.tolist(), include)
         return out
 
+    @gated
     def hybrid_search(self, vector: Any, text: str, k: int = 10, filter: dict | None = None,
                       fusion: str = "rrf", rrf_k: float = 60, alpha: float = 0.5, candidates: int = 100,
                       ef_search: int | None = None, include: Sequence[str] = _DEFAULT_INCLUDE,
@@ -649,6 +662,7 @@ class VectorDB:
 
     # ------------------------------------------------------------------ durability
 
+    @gated
     def flush(self) -> None:
         """Checkpoint: save the graph, a snapshot and the filter index; start a fresh log.
 
@@ -675,7 +689,7 @@ class VectorDB:
                  "text": gen.text.path.name if gen.text is not None else m.get("text", "text")}
         gen.vectors.sync()
         _save_graph(gen.graph, self.path / names["graph"])
-        gen.vector_crcs = gen.block_crcs(rows)
+        gen.checksum_vectors(rows)
         visible = gen.view.mask()
         live = [rid if keep else None for rid, keep in zip(gen.row_ids, visible.tolist())]
         # Frames: header, ids, metadata (JSON per row + offsets), texts (the
@@ -719,6 +733,7 @@ class VectorDB:
         self._log = RecordLog(self.path / m["log"], self._durable)
         self._dirty = False
 
+    @gated
     def verify(self) -> dict[str, Any]:
         """Check every checksum on disk and the invariants between the indexes.
 
@@ -731,6 +746,7 @@ class VectorDB:
             assert self._log is not None
             return verify(self.path, self._manifest, gen, self._log.path, self._log.size)
 
+    @gated
     def compact(self) -> None:
         """Rewrite storage without deleted and replaced records, and rebuild the graph.
 
@@ -783,9 +799,12 @@ class VectorDB:
             del old
 
     def close(self) -> None:
-        """Checkpoint if anything changed, then release files and the writer lock. Idempotent."""
+        """Wait for running calls, checkpoint if anything changed, then release files
+        and the writer lock; later calls raise DatabaseClosedError. Idempotent."""
         if self._closed:
             return
+        # Refuse new calls and let running ones finish on open files first.
+        self._calls.shut_and_wait()
         with self._write_lock:
             if self._closed:
                 return

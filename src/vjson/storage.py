@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vjson import _logformat
-from vjson.errors import CorruptionError, DatabaseLockedError, StorageError
+from vjson.errors import CorruptionError, DatabaseClosedError, DatabaseLockedError, StorageError
 
 
 class _FileSystem:
@@ -229,16 +229,15 @@ class VectorFile:
         self._remap()
 
     def _remap(self) -> None:
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:
-                pass  # a reader still holds a view of it: it unmaps when that view is freed
-            self._map = None
-        if self.file_size > 0:
-            self._map = mmap.mmap(self._fd, self.file_size, prot=mmap.PROT_READ)
-            if self.on_remap is not None:
-                self.on_remap(self.view(self.capacity_rows()))
+        """Map the file at its current size, then swap the new mapping in.
+
+        A concurrent get() sees the old mapping or the new one, never none;
+        the old one is not closed here but unmapped when the last view of it
+        is released (a reader may have just taken it).
+        """
+        self._map = mmap.mmap(self._fd, self.file_size, prot=mmap.PROT_READ) if self.file_size > 0 else None
+        if self._map is not None and self.on_remap is not None:
+            self.on_remap(self.view())
 
     def refresh(self) -> None:
         """Pick up growth by another process (read-only openers)."""
@@ -268,16 +267,23 @@ class VectorFile:
 
     def read(self, rows: np.ndarray | list[int]) -> np.ndarray:
         """A copy of the given rows, (n, dim) float32."""
-        view = self.view(self.capacity_rows())
+        view = self.view()
         return np.array(view[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
 
-    def view(self, n_rows: int) -> np.ndarray:
-        """A read-only (n_rows, dim) view of the mapping; valid until the next growth."""
-        if n_rows > self.capacity_rows():
-            raise CorruptionError(f"{self.path}: holds {self.capacity_rows()} rows, {n_rows} are committed")
-        if n_rows == 0 or self._map is None:
+    def view(self, n_rows: int | None = None) -> np.ndarray:
+        """A read-only (n_rows, dim) view of the mapping (default: every mapped
+        row); it keeps that mapping alive however the file grows meanwhile."""
+        mapping = self._map  # read once: a concurrent growth swaps in another
+        if self._fd < 0:
+            raise DatabaseClosedError(f"{self.path}: closed")
+        mapped = len(mapping) // self.row_bytes if mapping is not None else 0
+        if n_rows is None:
+            n_rows = mapped
+        if n_rows > mapped:
+            raise CorruptionError(f"{self.path}: holds {mapped} rows, {n_rows} are committed")
+        if n_rows == 0 or mapping is None:
             return np.empty((0, self.dim), dtype=np.float32)
-        return np.frombuffer(self._map, dtype=np.float32, count=n_rows * self.dim).reshape(n_rows, self.dim)
+        return np.frombuffer(mapping, dtype=np.float32, count=n_rows * self.dim).reshape(n_rows, self.dim)
 
     def trim(self, rows: int) -> None:
         """Give back the growth slack past `rows` (on close: the file is final until reopened)."""

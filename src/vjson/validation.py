@@ -21,11 +21,25 @@ from vjson.errors import (
 MAX_DEPTH = 64
 
 
+def is_unicode(value: str) -> bool:
+    """True unless `value` holds a lone surrogate ("a\\ud800"): such a str has no
+    UTF-8 form, so it cannot be stored (JSON) or indexed (tantivy)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_id(value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidIdError(f"ids must be str, got {type(value).__name__}: {value!r:.80}")
     if not value:
         raise InvalidIdError("ids must not be empty")
+    if not is_unicode(value):
+        raise InvalidIdError(f"id {value!r:.80} holds a lone surrogate: it has no UTF-8 form")
     return value
 
 
@@ -86,7 +100,12 @@ def check_vector(data: Any, dim: int, metric: str | None = None) -> np.ndarray:
 def _check_json(value: Any, path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise InvalidMetadataError(f"metadata nests deeper than {MAX_DEPTH} levels at {path or 'top'}")
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        if not is_unicode(value):
+            raise InvalidMetadataError(f"metadata string at {path or 'top'} holds a lone surrogate: "
+                                       "it has no UTF-8 form")
+        return
+    if value is None or isinstance(value, (bool, int)):
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
             raise InvalidMetadataError(f"metadata integer at {path} does not fit 64 bits")
         return
@@ -98,6 +117,9 @@ def _check_json(value: Any, path: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidMetadataError(f"metadata keys must be str, got {key!r} at {path or 'top'}")
+            if not is_unicode(key):
+                raise InvalidMetadataError(f"metadata key {key!r:.80} at {path or 'top'} holds a lone surrogate: "
+                                           "it has no UTF-8 form")
             _check_json(item, f"{path}.{key}" if path else key, depth + 1)
         return
     if isinstance(value, (list, tuple)):
@@ -121,9 +143,13 @@ def check_metadata(value: Any) -> dict | None:
 
 
 def check_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
+    if value is None:
         return value
-    raise InvalidInputError(f"text must be str or None, got {type(value).__name__}")
+    if not isinstance(value, str):
+        raise InvalidInputError(f"text must be str or None, got {type(value).__name__}")
+    if not is_unicode(value):
+        raise InvalidInputError(f"text {value!r:.80} holds a lone surrogate: it has no UTF-8 form")
+    return value
 
 
 def check_optional_list(values: Any, n: int, name: str) -> list | None:
