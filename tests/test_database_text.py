@@ -42,12 +42,12 @@ def ids(results):
 
 
 class TestTextSearch:
-    def test_terms_phrases_boolean_and_stemming(self, db):
+    def test_syntax_terms_phrases_boolean_and_stemming(self, db):
         assert set(ids(db.text_search("fox"))) == {"d0", "d1"}
-        assert ids(db.text_search('"lazy dog"')) == ["d0"]
-        assert set(ids(db.text_search("fox AND forest"))) == {"d1"}
-        assert set(ids(db.text_search("fox AND NOT forest"))) == {"d0"}
-        assert set(ids(db.text_search("salmon OR qubits"))) == {"d4", "d5"}
+        assert ids(db.text_search('"lazy dog"', syntax=True)) == ["d0"]
+        assert set(ids(db.text_search("fox AND forest", syntax=True))) == {"d1"}
+        assert set(ids(db.text_search("fox AND NOT forest", syntax=True))) == {"d0"}
+        assert set(ids(db.text_search("salmon OR qubits", syntax=True))) == {"d4", "d5"}
         assert set(ids(db.text_search("run"))) >= {"d1", "d2", "d7"}  # runs, running -> run
 
     def test_results_carry_score_metadata_text(self, db):
@@ -57,8 +57,40 @@ class TestTextSearch:
 
     def test_syntax_error_is_query_error(self, db):
         with pytest.raises(vjson.QueryError):
-            db.text_search('"unbalanced')
+            db.text_search('"unbalanced', syntax=True)
         assert ids(db.text_search('"unbalanced', syntax=False)) == []
+
+    @pytest.mark.parametrize("query", [
+        "", "   ", '"', '"unbalanced', "(", "a)", "fox AND", "AND", "OR OR", "NOT", "NOT fox", "-fox", "+fox -",
+        "fox^", "fox^2", "title:fox", "row:1", "*", "fox~", "[1 TO", "c++", "no man's land", "\\", "\\\"",
+        "fox\x00dog", "日本語のテキスト", "éàü ß", "emoji 🦊", "\t\n", "a" * 500, "fox " * 200,
+    ])
+    def test_plain_text_never_raises(self, db, query):
+        hits = db.text_search(query, k=5)
+        assert len(hits) <= 5 and all(h.id in db for h in hits)
+
+    def test_plain_operators_are_words(self, db):
+        # "NOT fox" and "-fox" are the word fox (and "not"), never an exclusion
+        assert set(ids(db.text_search("NOT fox"))) == {"d0", "d1"}
+        assert set(ids(db.text_search("-fox"))) == {"d0", "d1"}
+        # "fox AND forest" is an OR: every row with either word, the one with both first
+        hits = ids(db.text_search("fox AND forest"))
+        assert hits[0] == "d1" and set(hits) == {"d0", "d1"}
+
+    def test_hyphenated_query_finds_its_words_apart(self, db):
+        # no row holds "lazy-fox" as a phrase; rows with either word are found,
+        # the one holding both words (apart) first
+        hits = ids(db.text_search("lazy-fox"))
+        assert hits[0] == "d0" and set(hits) == {"d0", "d1", "d6"}
+        # and the syntax path keeps the old meaning: a required phrase, which no row holds
+        assert ids(db.text_search("lazy-fox", syntax=True)) == []
+
+    def test_phrase_adds_but_is_not_required(self, tmp_path):
+        # same words, same lengths: only the phrase can order them
+        with vjson.VectorDB(tmp_path / "p", dimension=2) as pdb:
+            pdb.insert_batch(["apart", "phrase", "one"], np.ones((3, 2)),
+                             texts=["dog sleeps all lazy", "all lazy dog sleeps", "a lazy cat naps"])
+            assert ids(pdb.text_search("lazy dog")) == ["phrase", "apart", "one"]
 
     def test_filter_applies(self, db):
         assert set(ids(db.text_search("the", filter={"animal": True}))) <= {"d0", "d1", "d2", "d3", "d5"}

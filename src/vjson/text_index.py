@@ -88,9 +88,19 @@ it means "a and not b", as in Lucene. A query made only of exclusions
 (``-foo``, ``NOT foo``) is rejected by tantivy and raises
 :class:`~vjson.errors.QueryError`, as does any syntax error; the message
 carries tantivy's own. An empty or whitespace-only query returns no results.
-Plain user text (apostrophes, colons, brackets...) should go through
-:func:`escape_query`, which quotes every word and never raises. The hidden
-``row`` field is queryable too (``row:42``, ``row:[10 TO 20]``); harmless.
+The hidden ``row`` field is queryable too (``row:42``, ``row:[10 TO 20]``);
+harmless.
+
+Plain text (``search(text, syntax=False)``, what the database does by
+default) has no syntax at all: it is analysed with the index's own tokenizer
+(:func:`analyzer`, the same chain tantivy applies to the documents) and every
+token becomes a term of one OR query, so BM25 ranks rows holding more and
+rarer tokens first. When the text has several tokens, rows holding them as a
+phrase get a bonus (:data:`PHRASE_BOOST`); a phrase is never required, so
+``haskell-postgresql-simple`` finds "PostgreSQL bindings for Haskell". (The
+query parser would turn that word into a required phrase, Lucene's old "auto
+phrase" behaviour, which Lucene dropped by default.) Plain text never raises
+:class:`~vjson.errors.QueryError`.
 """
 
 from __future__ import annotations
@@ -122,7 +132,7 @@ from vjson.errors import (
     VJsonError,
 )
 
-__all__ = ["TOKENIZERS", "TextIndex", "escape_query"]
+__all__ = ["PHRASE_BOOST", "TOKENIZERS", "TextIndex", "analyzer", "escape_query"]
 
 #: Tokenizer names tantivy (the Python package, pinned version) registers out of
 #: the box. ``default`` splits on whitespace and punctuation, drops tokens longer
@@ -152,6 +162,54 @@ TOKENIZERS: tuple[str, ...] = (
     "ta_stem",
     "tr_stem",
 )
+
+# Snowball languages of the ``<lang>_stem`` tokenizers.
+_STEM_LANGUAGES = {
+    "ar": "arabic", "da": "danish", "de": "german", "el": "greek", "en": "english",
+    "es": "spanish", "fi": "finnish", "fr": "french", "hu": "hungarian", "it": "italian",
+    "nl": "dutch", "no": "norwegian", "pt": "portuguese", "ro": "romanian", "ru": "russian",
+    "sv": "swedish", "ta": "tamil", "tr": "turkish",
+}
+_MAX_TOKEN_BYTES = 40
+
+#: Weight of the whole-phrase match added to a plain query of several tokens
+#: (relative to the OR of its terms). Chosen on WordNet's hybrid queries
+#: (benchmarks/bench_hybrid.py): see the README.
+PHRASE_BOOST = 0.5
+
+_ANALYZERS: dict[str, Any] = {}
+
+
+def analyzer(tokenizer: str) -> Any:
+    """A ``tantivy.TextAnalyzer`` producing the tokens tantivy indexes under
+    the tokenizer name (one of :data:`TOKENIZERS`).
+
+    tantivy registers its named tokenizers inside the index and does not hand
+    them out, so this builds the same chains: ``raw`` (the whole text),
+    ``whitespace`` (split on whitespace, case kept), ``default`` (split on
+    non-alphanumerics, drop tokens over 40 bytes, lowercase) and ``<lang>_stem``
+    (``default`` then the Snowball stemmer). The tests check them against the
+    tokens of tantivy's own query parser for every name.
+    """
+    built = _ANALYZERS.get(tokenizer)
+    if built is not None:
+        return built
+    _check_tokenizer(tokenizer)
+    if tokenizer == "raw":
+        chain = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.raw())
+    elif tokenizer == "whitespace":
+        chain = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace())
+    else:
+        chain = (
+            tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+            .filter(tantivy.Filter.remove_long(_MAX_TOKEN_BYTES))
+            .filter(tantivy.Filter.lowercase())
+        )
+        if tokenizer != "default":
+            chain = chain.filter(tantivy.Filter.stemmer(_STEM_LANGUAGES[tokenizer.split("_")[0]]))
+    built = _ANALYZERS[tokenizer] = chain.build()
+    return built
+
 
 ROW_FIELD = "row"
 TEXT_FIELD = "text"
@@ -309,7 +367,9 @@ def escape_query(text: str) -> str:
     the phrases are OR-ed, so operators, quotes, apostrophes, colons and the
     like lose their meaning: ``escape_query("no man's land")`` is
     ``"no" "man's" "land"`` and never raises :class:`~vjson.errors.QueryError`.
-    A word the tokenizer splits (``sou'-west``) must match as a phrase.
+    A word the tokenizer splits (``sou'-west``) must match as a phrase. For
+    plain text, prefer ``TextIndex.search(text, syntax=False)``: it needs no
+    phrase at all.
     """
     if not isinstance(text, str):
         raise InvalidInputError(f"text must be a string, got {type(text).__name__}")
@@ -763,9 +823,13 @@ class TextIndex:
         return out
 
     def search(
-        self, query: str, k: int = 10, allowed: np.ndarray | None = None
+        self, query: str, k: int = 10, allowed: np.ndarray | None = None, *, syntax: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """BM25 search; returns ``(rows int64, scores float32)``, best first, at most ``k``.
+
+        ``query`` is tantivy's query language, or with ``syntax=False`` plain
+        text: an OR of its tokens with a phrase bonus, never a QueryError (see
+        the module notes).
 
         ``allowed`` is a boolean mask indexed by row: only rows with
         ``allowed[row]`` true are returned (rows ``>= len(allowed)`` are not),
@@ -793,10 +857,15 @@ class TextIndex:
         index = self._live_index()
         if k == 0 or not query.strip():
             return _empty_result()
-        try:
-            parsed = index.parse_query(_rewrite_not(query), [TEXT_FIELD])
-        except ValueError as exc:
-            raise QueryError(f"invalid full-text query {query!r}: {exc}") from exc
+        if syntax:
+            try:
+                parsed = index.parse_query(_rewrite_not(query), [TEXT_FIELD])
+            except ValueError as exc:
+                raise QueryError(f"invalid full-text query {query!r}: {exc}") from exc
+        else:
+            parsed = self._plain_query(query)
+            if parsed is None:
+                return _empty_result()
         with _tantivy_errors(self._path, "searching"):
             searcher = index.searcher()
             if mask is None:
@@ -818,6 +887,22 @@ class TextIndex:
                     break
                 depth = min(depth * _OVERFETCH_GROWTH, n_live)
             return self._search_pushdown(searcher, parsed, k, allowed_rows)
+
+    def _plain_query(self, text: str) -> Any | None:
+        """OR of the text's distinct tokens, plus a boosted phrase of all of them;
+        None when the text has no token."""
+        with _tantivy_errors(self._path, "analysing the query"):
+            tokens = analyzer(self._tokenizer).analyze(text)
+        if not tokens:
+            return None
+        terms = [
+            (tantivy.Occur.Should, tantivy.Query.term_query(self._schema, TEXT_FIELD, t))
+            for t in dict.fromkeys(tokens)
+        ]
+        if len(tokens) > 1 and PHRASE_BOOST > 0:
+            phrase = tantivy.Query.phrase_query(self._schema, TEXT_FIELD, tokens)
+            terms.append((tantivy.Occur.Should, tantivy.Query.boost_query(phrase, PHRASE_BOOST)))
+        return tantivy.Query.boolean_query(terms)
 
     def _search_pushdown(
         self, searcher: Any, parsed: Any, k: int, allowed_rows: np.ndarray
