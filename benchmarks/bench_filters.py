@@ -16,6 +16,13 @@ interleaved (order rotated between passes, median of ``--reps``), then the QPS
 each reaches at recall@10 = 0.95 and the ratio filtered / unfiltered, at the
 same ef and at the same recall.
 
+``--defaults`` adds the comparison users see: ``db.search(q, k=10, filter=F)``
+at default settings against the unfiltered ``db.search(q, k=10)``, passes
+interleaved (each filtered pass beside an unfiltered one, order reversed every
+other round, median), for category filters on ``pos`` and ``lexname`` from
+70% down to 0.03% selectivity, with recall@10 against exact filtered search.
+``--skip-sweep`` leaves the ef sweep out.
+
 Part 2, filter evaluation at scale: a ``MetadataIndex`` of ``--index-n``
 (default 1,000,000) documents shaped like WordNet's metadata (real rows drawn
 at random, each with a unique ``synset``) is built with ``set_many``; then the
@@ -63,6 +70,24 @@ FILTERS = [
     ("~0.1%", "tag_count>=200", {"tag_count": {"$gte": 200}}),
     ("~0.1%", "lexname=verb.competition & 8<=n_words<12",
      {"lexname": "verb.competition", "n_words": {"$gte": 8, "$lt": 12}}),
+]
+_HALF = ["adj.all", "noun.artifact", "noun.person", "noun.plant", "noun.animal", "noun.act"]
+# --defaults: category filters from 70% to 0.03% (pos / lexname), selectivity on WordNet's 80k
+DEFAULT_FILTERS = [
+    ("pos=n", {"pos": "n"}),                                       # 69.6%
+    ("lexname in 6 largest nouns/adj", {"lexname": {"$in": _HALF}}),  # 50.3%
+    ("pos in v,s", {"pos": {"$in": ["v", "s"]}}),                  # 20.9%
+    ("lexname=adj.all", {"lexname": "adj.all"}),                   # 12.3%
+    ("pos=v", {"pos": "v"}),                                       # 11.8%
+    ("lexname=noun.person", {"lexname": "noun.person"}),           # 9.4%
+    ("pos=a", {"pos": "a"}),                                       # 6.4%
+    ("lexname=noun.act", {"lexname": "noun.act"}),                 # 5.7%
+    ("pos=r", {"pos": "r"}),                                       # 3.0%
+    ("lexname=noun.location", {"lexname": "noun.location"}),       # 2.7%
+    ("lexname=noun.body", {"lexname": "noun.body"}),               # 1.7%
+    ("lexname=noun.object", {"lexname": "noun.object"}),           # 1.3%
+    ("lexname=noun.time", {"lexname": "noun.time"}),               # 0.87%
+    ("lexname=noun.Tops", {"lexname": "noun.Tops"}),               # 0.03%
 ]
 # extra shapes for the 1M evaluation timings
 EVAL_ONLY = [
@@ -160,26 +185,31 @@ def run_search(args, ds: _data.Dataset, metas: List[dict], tmp_root: str) -> dic
                 f"db.count {1e3 * count_s:6.2f} ms{flag}")
         res["unfiltered"] = {"sweep": []}
 
+        if args.defaults:
+            res["defaults"] = run_defaults(args, db, ds, metas)
+        if args.skip_sweep:
+            return res
         outs = {c[1]: [None] * m for c in cases}
+
+        beam = [64]  # the swept ef, passed per call (the default beam would add 3k)
 
         def make_loop(name, flt):
             out = outs[name]
 
             def loop():
-                search = db.search
+                search, ef = db.search, beam[0]
                 for i in range(m):
-                    out[i] = search(Q[i], K, flt)
+                    out[i] = search(Q[i], K, flt, ef)
             return loop
 
         loops = {c[1]: make_loop(c[1], c[2]) for c in cases}
         # warm-up
-        db.ef_search = 64
         for c in cases:
             loops[c[1]]()
         names = [c[1] for c in cases]
         gts = {c[1]: c[4] for c in cases}
         for ei, ef in enumerate(args.ef):
-            db.ef_search = ef
+            beam[0] = ef
             rates = {nm: [] for nm in names}
             for rep in range(args.reps):
                 shift = (rep + ei) % len(names)
@@ -211,6 +241,53 @@ def run_search(args, ds: _data.Dataset, metas: List[dict], tmp_root: str) -> dic
         if db is not None:
             db.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_defaults(args, db, ds: _data.Dataset, metas: List[dict]) -> dict:
+    """Filtered vs unfiltered db.search at default settings, passes interleaved."""
+    import vjson
+    from vjson.filters import compile_filter
+    Q, m, n = ds.queries, ds.queries.shape[0], ds.n
+    log(f"\n  default settings (ef_search {db.ef_search}, k={K}), filtered vs unfiltered, interleaved:")
+
+    def run(flt):
+        search = db.search
+        return [search(Q[i], K, flt) for i in range(m)]
+
+    def timed(flt) -> float:
+        t0 = time.perf_counter()
+        run(flt)
+        return time.perf_counter() - t0
+
+    out = {}
+    run(None)  # warm-up
+    for name, flt in DEFAULT_FILTERS:
+        cf = compile_filter(flt)
+        rows = np.array([i for i, d in enumerate(metas) if cf.matches(d)], dtype=np.int64)
+        if rows.size < K:
+            continue
+        ids, _ = vjson.brute_force_knn(np.ascontiguousarray(ds.base[rows]), Q, K, "cosine")
+        gt = rows[np.asarray(ids, dtype=np.int64)]
+        got = run(flt)
+        found = np.array([[int(r.id) for r in rs] + [-1] * (K - len(rs)) for rs in got])
+        recall = _data.recall_at_k(found, gt, K)
+        filtered, unfiltered = [], []
+        for rep in range(max(args.reps, 3)):
+            pair = [(filtered, flt), (unfiltered, None)]
+            for acc, f in (pair if rep % 2 == 0 else pair[::-1]):
+                acc.append(timed(f))
+        ratio = _median(unfiltered) / _median(filtered)
+        out[name] = {"filter": flt, "selectivity": rows.size / n, "recall": recall, "qps_ratio": ratio,
+                     "filtered_qps_1t": m / _median(filtered), "unfiltered_qps_1t": m / _median(unfiltered)}
+        log(f"    {name:32s} {100 * rows.size / n:6.2f}%  recall@10 {recall:.4f}  filtered/unfiltered {ratio:.2f}x")
+    return out
+
+
+def print_defaults(res: dict) -> None:
+    print("\nDefault settings, filtered / unfiltered queries/s (passes interleaved, median), recall@10 vs exact:")
+    print(f"{'filter':32s} {'selectivity':>11s} {'recall@10':>9s} {'QPS ratio':>9s}")
+    for name, r in res.items():
+        print(f"{name:32s} {100 * r['selectivity']:10.2f}% {r['recall']:9.4f} {r['qps_ratio']:8.2f}x")
 
 
 def _first_ef(sweep: List[dict], target: float) -> int:
@@ -418,6 +495,9 @@ def parse_args(argv=None):
     ap.add_argument("--skip-search", action="store_true", help="only the 1M evaluation part")
     ap.add_argument("--skip-eval", action="store_true", help="only the search part")
     ap.add_argument("--skip-breakdown", action="store_true", help="skip the per-filter time breakdown")
+    ap.add_argument("--defaults", action="store_true",
+                    help="also filtered vs unfiltered at default settings, pos/lexname filters 70%%..0.03%%")
+    ap.add_argument("--skip-sweep", action="store_true", help="leave the ef sweep out (with --defaults)")
     ap.add_argument("--data-dir", default=None, help="shared data folder holding wordnet/")
     ap.add_argument("--tmp", default=None, help="folder for the temporary database")
     ap.add_argument("--quick", action="store_true",
@@ -464,7 +544,9 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp_root, ignore_errors=True)
     print("\n(2 shared cores, other work running: compare numbers within one run; ratios are more "
           "meaningful than absolute rates)")
-    if "search" in results:
+    if "search" in results and results["search"].get("defaults"):
+        print_defaults(results["search"]["defaults"])
+    if "search" in results and not args.skip_sweep:
         print_search(results["search"], args.target_recall)
     if "evaluate" in results:
         print_eval(results["evaluate"])
