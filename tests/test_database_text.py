@@ -85,7 +85,10 @@ class TestTextSearch:
         # and the syntax path keeps the old meaning: a required phrase, which no row holds
         assert ids(db.text_search("lazy-fox", syntax=True)) == []
 
-    def test_phrase_adds_but_is_not_required(self, tmp_path):
+    def test_phrase_bonus_adds_but_is_not_required(self, tmp_path, monkeypatch):
+        from vjson import text_index
+
+        monkeypatch.setattr(text_index, "PHRASE_BOOST", 0.5)
         # same words, same lengths: only the phrase can order them
         with vjson.VectorDB(tmp_path / "p", dimension=2) as pdb:
             pdb.insert_batch(["apart", "phrase", "one"], np.ones((3, 2)),

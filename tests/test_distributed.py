@@ -200,7 +200,7 @@ def test_text_search_scores_with_global_statistics(sharded, single):
     assert_same_ranking(sharded.text_search(phrase, 10, syntax=True), single.text_search(phrase, 10, syntax=True))
 
 
-def rrf_reference(vector_hits, text_hits, k, rrf_k=60):
+def rrf_reference(vector_hits, text_hits, k, rrf_k=10):
     """Reciprocal rank fusion written out: sum of 1 / (rrf_k + rank) over the sides holding an id."""
     fused: dict[str, float] = {}
     for hits in (vector_hits, text_hits):

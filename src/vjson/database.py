@@ -624,8 +624,8 @@ class VectorDB:
         """BM25 full-text search over the records' text, best first.
 
         `query` is plain text: it is split into tokens by the database's
-        tokenizer and rows holding more and rarer of them rank first (a row
-        holding them as a phrase gets a bonus); punctuation, quotes and
+        tokenizer and rows holding more and rarer of them rank first (no
+        phrase is required); punctuation, quotes and
         operator words mean nothing and never raise. ``syntax=True`` parses
         tantivy's query language instead (terms, "phrases", AND/OR/NOT, +/-,
         boosts); a syntax error then raises QueryError. Results carry

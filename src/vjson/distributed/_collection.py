@@ -474,7 +474,7 @@ class ShardedVectorDB:
         return (None if any(p is None for p in local) else merge_statistics(local)), local
 
     def hybrid_search(self, vector: Any, text: str, k: int = 10, filter: dict | None = None,
-                      fusion: str = "rrf", rrf_k: float = 60, alpha: float = 0.5, candidates: int = 100,
+                      fusion: str = "rrf", rrf_k: float = 10, alpha: float = 0.5, candidates: int = 100,
                       ef_search: int | None = None, include: Sequence[str] = _DEFAULT_INCLUDE,
                       syntax: bool = False) -> list[HybridResult]:
         """VectorDB.hybrid_search over the collection: each side's `candidates`

@@ -21,7 +21,7 @@ from vjson.distributed._bm25 import rescore
 from vjson.distributed._columns import Columns
 from vjson.errors import InvalidInputError, NotADatabaseError, RecordNotFoundError, VJsonError
 from vjson.results import SearchResult
-from vjson.text_index import TextIndex, escape_query
+from vjson.text_index import TextIndex
 
 #: VectorDB methods a driver may call through :meth:`VectorShard.call`
 FORWARDED = frozenset({
@@ -132,7 +132,7 @@ class VectorShard:
             raise InvalidInputError(f"text query must be str, got {type(query).__name__}")
         if text is None:
             return None
-        return text.bm25_statistics(query if _syntax(syntax) else escape_query(query))
+        return text.bm25_statistics(query, syntax=_syntax(syntax))
 
     def text_candidates(self, query: str, k: int, depth: int, filter: dict | None, include: Sequence[str],
                         syntax: bool | None, stats: dict[str, Any] | None,
@@ -147,8 +147,7 @@ class VectorShard:
             return hits[:k]
         ids = db._current().ids  # noqa: SLF001 - rows of the hits, to ask the text index about them
         rows = {h.id: ids.get(h.id) for h in hits}
-        parsed = query if _syntax(syntax) else escape_query(query)
-        trees = text.explain(parsed, [r for r in rows.values() if r is not None])
+        trees = text.explain(query, [r for r in rows.values() if r is not None], syntax=_syntax(syntax))
         for hit in hits:
             tree = trees.get(rows[hit.id])  # type: ignore[arg-type]
             if tree is not None:
