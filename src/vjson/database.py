@@ -650,7 +650,8 @@ class VectorDB:
         ``fusion="rrf"`` sums 1 / (rrf_k + rank) over the sides (rrf_k 10, not
         the customary 60: on WordNet's judged queries it lets a row ranked high
         by one side count for more: recall@10 0.356 instead of 0.338 on
-        one-sense words, 0.317 instead of 0.313 on polysemous ones), and
+        one-sense words, 0.317 instead of 0.313 on polysemous ones, measured
+        with a phrase bonus since switched off), and
         ``fusion="weighted"`` combines min-max normalised scores as
         ``alpha * vector + (1 - alpha) * text``. Each result reports its fused
         ``score`` and each side's rank and raw score. `text` is plain words
