@@ -39,7 +39,9 @@ cdef extern from *:
     int __builtin_ctz(unsigned int x) noexcept nogil
     int __builtin_popcount(unsigned int x) noexcept nogil
 
+include "distance.pxi"
 include "hnsw.pxi"
+include "graph_edit.pxi"
 include "index_file.pxi"
 
 #: The label reported for "no result" in padded batch output (2**64 - 1);
@@ -643,6 +645,8 @@ cdef class HNSWIndex:
             if rows >= g.count:
                 g.vectors = base
                 g.vector_rows = rows
+                if g.kind == KIND_FLOAT32:
+                    g.codes = base
             vj_rw_unlock(&g.rw)
         if rows < g.count:
             raise InvalidInputError(f"the attached array holds {rows} rows, the index {g.count} nodes")
@@ -827,6 +831,7 @@ cdef class HNSWIndex:
             count = bits.count
         cdef Py_ssize_t found
         cdef Scratch *s
+        cdef Query prepared
         cdef const float *qp = &qv[0]
         with nogil:
             vj_read_lock(&g.rw)
@@ -837,7 +842,8 @@ cdef class HNSWIndex:
                 if g.metric == METRIC_COSINE:
                     normalise_into(qp, s.query, g.dim)
                     qp = s.query
-                found = knn_search(g, s, qp, k, ef, bptr, nbytes, count,
+                prepare_query(g, qp, s.prepared, &prepared)
+                found = knn_search(g, s, &prepared, k, ef, bptr, nbytes, count,
                                    self.exact_cutoff(max(ef, <size_t> k)), labels, dists)
                 scratch_release(g, s)
             vj_rw_unlock(&g.rw)
@@ -991,181 +997,6 @@ cdef size_t _positive(object value, str name) except 0:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 0x7FFFFFFF:
         raise InvalidInputError(f"{name} must be an int in [1, 2**31 - 1], got {value!r}")
     return value
-
-
-# ---------------------------------------------------------------- graph lifecycle
-
-cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, uint64_t seed,
-                      bint external_vectors) noexcept:
-    cdef Graph *g = <Graph *> calloc(1, sizeof(Graph))
-    cdef size_t i
-    if g == NULL:
-        return NULL
-    g.dim = dim
-    g.metric = metric
-    g.M = M
-    g.M0 = 2 * M
-    g.ef_construction = ef_construction
-    g.level_mult = 1.0 / log(<double> M)
-    g.rng = seed
-    g.external_vectors = external_vectors
-    if external_vectors:
-        g.vec_offset = 0
-        g.record_size = round_up(OFF_LINKS + (g.M0 + 1) * sizeof(uint32_t), 16)
-    else:
-        g.vec_offset = round_up(OFF_LINKS + (g.M0 + 1) * sizeof(uint32_t), 32)
-        g.record_size = round_up(g.vec_offset + dim * sizeof(float), 32)
-    g.vec_stride = dim * sizeof(float) if external_vectors else g.record_size
-    g.entry_point = -1
-    g.max_level = -1
-    g.labels_are_nodes = True
-    g.label_slots = LABELMAP_MIN_SLOTS
-    g.labels_bytes = g.label_slots * sizeof(LabelSlot)
-    g.labels = <LabelSlot *> map_anonymous(g.labels_bytes)
-    if g.labels == NULL:
-        free(g)
-        return NULL
-    for i in range(g.label_slots):
-        g.labels[i].key = LABEL_EMPTY
-    pthread_mutex_init(&g.entry_lock, NULL)
-    pthread_mutex_init(&g.pool_lock, NULL)
-    vj_rwlock_init(&g.rw)
-    return g
-
-cdef inline size_t round_up(size_t x, size_t to) noexcept nogil:
-    return (x + to - 1) // to * to
-
-cdef void free_graph(Graph *g) noexcept nogil:
-    cdef size_t i
-    for i in range(g.pool_size):
-        scratch_free(g.pool[i])
-    free(g.pool)
-    if g.upper != NULL:
-        for i in range(g.capacity):
-            free(g.upper[i])
-    free(g.upper)
-    free(g.levels)
-    free(g.node_locks)
-    free(g.free_nodes)
-    if g.level0 != NULL:
-        munmap(g.level0, g.level0_bytes)
-    if g.labels != NULL:
-        munmap(g.labels, g.labels_bytes)
-    pthread_mutex_destroy(&g.entry_lock)
-    pthread_mutex_destroy(&g.pool_lock)
-    vj_rwlock_destroy(&g.rw)
-    free(g)
-
-cdef int push_free(Graph *g, uint32_t node) noexcept nogil:
-    cdef uint32_t *grown
-    if g.n_free == g.free_capacity:
-        grown = <uint32_t *> realloc(g.free_nodes, (2 * g.free_capacity + 16) * sizeof(uint32_t))
-        if grown == NULL:
-            return -1  # the slot is just not reused
-        g.free_nodes = grown
-        g.free_capacity = 2 * g.free_capacity + 16
-    g.free_nodes[g.n_free] = node
-    g.n_free += 1
-    return 0
-
-cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t start, size_t n,
-                   uint32_t *nodes, Scratch **scratch, int threads) noexcept nogil:
-    """Insert rows[start:start+n] under the write lock: place, then link in parallel."""
-    cdef size_t i, fresh = 0, needed
-    cdef int64_t node
-    cdef int level, t, rc = 0
-    cdef InsertJob job
-    cdef uint64_t expected = g.count
-    if g.external_vectors:  # checked again under the lock: rows exist, new ones in order
-        for i in range(start, start + n):
-            if ids[i] >= g.vector_rows:
-                return -2
-            if ids[i] >= g.count and find_node(g, ids[i]) < 0:
-                if ids[i] != expected:
-                    return -2
-                expected += 1
-    # room first, so nothing below can fail half-way
-    for i in range(start, start + n):
-        if find_node(g, ids[i]) < 0:
-            fresh += 1
-    needed = g.count + (fresh - g.n_free if fresh > g.n_free else 0)
-    if needed > g.capacity and grow_nodes(g, max(needed, 2 * g.capacity)) != 0:
-        return -1
-    if not g.labels_are_nodes and grow_labels(g, g.label_count + fresh) != 0:
-        return -1
-    for i in range(start, start + n):
-        node = find_node(g, ids[i])
-        if node < 0:
-            if g.labels_are_nodes and ids[i] < g.count:
-                node = <int64_t> ids[i]  # a deleted label comes back to its own node
-                take_free(g, <uint32_t> node)
-                node_flags(g, node)[0] &= ~(<uint32_t> FLAG_DELETED)
-                g.n_deleted -= 1
-            elif g.n_free > 0:  # reuse a deleted slot: re-linked like an update
-                g.n_free -= 1
-                node = g.free_nodes[g.n_free]
-                node_flags(g, node)[0] &= ~(<uint32_t> FLAG_DELETED)
-                g.n_deleted -= 1
-            else:
-                node = g.count
-                level = draw_level(g)
-                if place_new_node(g, node, level) != 0:
-                    return -1
-                g.count += 1
-            (<uint64_t *> node_record(g, node))[0] = ids[i]
-            if g.labels_are_nodes and ids[i] != <uint64_t> node:
-                if leave_identity_labels(g, g.label_count + fresh) != 0:
-                    return -1
-            if not g.labels_are_nodes:
-                labelmap_put(g.labels, g.label_slots, ids[i], <uint64_t> node)
-            g.label_count += 1
-        if g.external_vectors:
-            pass  # the caller's array already holds row `node`
-        elif g.metric == METRIC_COSINE:
-            normalise_into(rows + i * g.dim, node_vector(g, node), g.dim)
-        else:
-            memcpy(node_vector(g, node), rows + i * g.dim, g.dim * sizeof(float))
-        nodes[i - start] = <uint32_t> node
-    for t in range(threads):
-        if scratch[t] != NULL and scratch[t].visited_size < g.count:
-            scratch_release(g, scratch[t])  # too small now: re-acquire below
-            scratch[t] = NULL
-        if scratch[t] == NULL:
-            scratch[t] = scratch_acquire(g)
-            if scratch[t] == NULL:
-                rc = -1
-    if rc == 0:
-        job.graph = g
-        job.nodes = nodes
-        job.scratch = scratch
-        job.failed = 0
-        vj_parallel_for(n, threads, insert_task, &job)
-        rc = -1 if job.failed else 0
-    for t in range(threads):
-        if scratch[t] != NULL:
-            scratch_release(g, scratch[t])
-            scratch[t] = NULL
-    return rc
-
-cdef void take_free(Graph *g, uint32_t node) noexcept nogil:
-    """Remove node from the free-slot list, if it is there."""
-    cdef size_t i
-    for i in range(g.n_free):
-        if g.free_nodes[i] == node:
-            g.free_nodes[i] = g.free_nodes[g.n_free - 1]
-            g.n_free -= 1
-            return
-
-cdef int place_new_node(Graph *g, size_t node, int level) noexcept nogil:
-    cdef char *record = node_record(g, node)
-    memset(record, 0, g.record_size)
-    g.levels[node] = <uint8_t> level
-    g.upper[node] = NULL
-    if level > 0:
-        g.upper[node] = <uint32_t *> calloc(<size_t> level * (g.M + 1), sizeof(uint32_t))
-        if g.upper[node] == NULL:
-            return -1
-    return 0
 
 
 cdef object check_graph(Graph *g):

@@ -15,6 +15,9 @@ cdef inline void point_at_records(Graph *g) noexcept nogil:
     if not g.external_vectors:
         g.vectors = g.level0 + g.vec_offset
         g.vec_stride = g.record_size
+    if g.kind == KIND_FLOAT32:  # the walk reads the float32 vectors themselves
+        g.codes = g.vectors
+        g.code_stride = g.vec_stride
 
 cdef inline uint64_t node_label(const Graph *g, size_t node) noexcept nogil:
     return (<uint64_t *> (g.level0 + node * g.record_size + OFF_LABEL))[0]
@@ -33,13 +36,6 @@ cdef inline uint32_t *node_links(const Graph *g, size_t node, int level) noexcep
         return NULL
     return g.upper[node] + <size_t> (level - 1) * (g.M + 1)
 
-cdef inline void prefetch_vector(const Graph *g, size_t node) noexcept nogil:
-    """Ask for every cache line of a node's vector (the first is usually in flight)."""
-    cdef const char *p = <const char *> node_vector(g, node)
-    cdef size_t offset
-    for offset in range(64, g.dim * sizeof(float), 64):
-        __builtin_prefetch(p + offset)
-
 cdef inline void prefetch_links(const Graph *g, size_t node, int level) noexcept nogil:
     cdef const char *p = <const char *> node_links(g, node, level)
     if p != NULL:
@@ -49,11 +45,6 @@ cdef inline void prefetch_links(const Graph *g, size_t node, int level) noexcept
 
 cdef inline size_t max_links(const Graph *g, int level) noexcept nogil:
     return g.M0 if level == 0 else g.M
-
-cdef inline vj_dist_fn metric_kernel(int metric) noexcept nogil:
-    if not vj_simd_ready:
-        vj_simd_init()
-    return vj_active.l2sq if metric == METRIC_L2 else vj_active.ipdist
 
 cdef inline bint bitset_has(const uint8_t *bits, size_t nbytes, uint64_t label) noexcept nogil:
     if (label >> 3) >= nbytes:
@@ -200,7 +191,10 @@ cdef Scratch *scratch_acquire(Graph *g) noexcept nogil:
         s.link_copy = <uint32_t *> malloc((g.M0 + 1) * sizeof(uint32_t))
         s.fresh = <uint32_t *> malloc((g.M0 + 1) * sizeof(uint32_t))
         s.query = <float *> malloc(g.dim * sizeof(float))
-        if s.link_copy == NULL or s.fresh == NULL or s.query == NULL:
+        s.prepared = <float *> malloc((g.dim + 16) * sizeof(float))
+        s.prepared_node = <float *> malloc((g.dim + 16) * sizeof(float))
+        if (s.link_copy == NULL or s.fresh == NULL or s.query == NULL or s.prepared == NULL
+                or s.prepared_node == NULL):
             scratch_free(s)
             return NULL
     if s.visited_size < g.count:
@@ -235,6 +229,8 @@ cdef void scratch_free(Scratch *s) noexcept nogil:
     free(s.link_copy)
     free(s.fresh)
     free(s.query)
+    free(s.prepared)
+    free(s.prepared_node)
     heap_free(&s.candidates)
     heap_free(&s.results)
     heap_free(&s.sorted)
@@ -280,10 +276,10 @@ cdef inline uint32_t *read_links(const Graph *g, Scratch *s, uint32_t node, int 
     s.link_copy[0] = <uint32_t> n
     return s.link_copy
 
-cdef uint32_t greedy_descent(const Graph *g, Scratch *s, const float *q, uint32_t node,
-                             int top, int bottom, bint locked, vj_dist_fn dist) noexcept nogil:
+cdef uint32_t greedy_descent(const Graph *g, Scratch *s, const Query *q, uint32_t node,
+                             int top, int bottom, bint locked) noexcept nogil:
     """From `top` down to `bottom` (inclusive) walk to the closest node on each level."""
-    cdef float best = dist(q, node_vector(g, node), g.dim), d
+    cdef float best = node_distance(g, q, node), d
     cdef int level
     cdef bint moved
     cdef uint32_t *links
@@ -304,7 +300,7 @@ cdef uint32_t greedy_descent(const Graph *g, Scratch *s, const float *q, uint32_
                 nb = links[j]
                 if nb >= count or g.levels[nb] < level:
                     continue  # never follow a link that cannot be valid
-                d = dist(q, node_vector(g, nb), g.dim)
+                d = node_distance(g, q, nb)
                 if d < best:
                     best = d
                     node = nb
@@ -340,7 +336,7 @@ cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, si
         if accept_result(g, nb, allowed, allowed_bytes, -1):
             s.fresh[fresh_n] = nb
             fresh_n += 1
-            __builtin_prefetch(node_vector(g, nb))
+            __builtin_prefetch(node_code(g, nb))
         else:
             links2 = node_links(g, nb, level)
             n2 = links2[0] if links2[0] <= limit else limit
@@ -350,7 +346,7 @@ cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, si
                     s.visited[nb2] = tag
                     s.fresh[fresh_n] = nb2
                     fresh_n += 1
-                    __builtin_prefetch(node_vector(g, nb2))
+                    __builtin_prefetch(node_code(g, nb2))
                     if fresh_n >= limit:
                         return fresh_n
         if fresh_n >= limit:
@@ -358,9 +354,9 @@ cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, si
     return fresh_n
 
 
-cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry, size_t ef,
+cdef int search_layer(const Graph *g, Scratch *s, const Query *q, uint32_t entry, size_t ef,
                       int level, const uint8_t *allowed, size_t allowed_bytes, int64_t exclude,
-                      bint locked, vj_dist_fn dist, bint two_hop=False) noexcept nogil:
+                      bint locked, bint two_hop=False) noexcept nogil:
     """Beam search of one level; s.results ends holding the best `ef` accepted nodes.
 
     Disallowed and deleted nodes are still walked through, so the graph stays
@@ -376,7 +372,7 @@ cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry
     cdef uint32_t *links
     cdef int rc = 0
 
-    d = dist(q, node_vector(g, entry), g.dim)
+    d = node_distance(g, q, entry)
     visited[entry] = tag
     rc |= heap_push(&s.candidates, -d, entry)
     bound = INFINITY
@@ -408,12 +404,12 @@ cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry
                     visited[nb] = tag
                     s.fresh[fresh_n] = nb
                     fresh_n += 1
-                    __builtin_prefetch(node_vector(g, nb))
+                    __builtin_prefetch(node_code(g, nb))
         for j in range(fresh_n):
             nb = s.fresh[j]
             if j + 1 < fresh_n:
-                prefetch_vector(g, s.fresh[j + 1])
-            d = dist(q, node_vector(g, nb), g.dim)
+                prefetch_code(g, s.fresh[j + 1])
+            d = node_distance(g, q, nb)
             if s.results.size < ef or d < bound:
                 rc |= heap_push(&s.candidates, -d, nb)
                 if s.candidates.items[0].node == nb:
@@ -448,9 +444,8 @@ cdef inline void offer(Heap *h, size_t k, float d, uint32_t node) noexcept nogil
         heap_pop(h)
         heap_push(h, d, node)
 
-cdef size_t exact_scan(const Graph *g, Scratch *s, const float *q, size_t k, const uint8_t *allowed,
-                       size_t allowed_bytes, uint64_t *labels, float *distances,
-                       vj_dist_fn dist) noexcept nogil:
+cdef size_t exact_scan(const Graph *g, Scratch *s, const Query *q, size_t k, const uint8_t *allowed,
+                       size_t allowed_bytes, uint64_t *labels, float *distances) noexcept nogil:
     """Brute force over the live nodes (or only the allowed labels)."""
     cdef size_t node, b, bit
     cdef int64_t found
@@ -469,11 +464,11 @@ cdef size_t exact_scan(const Graph *g, Scratch *s, const float *q, size_t k, con
                 else:
                     found = find_node(g, b * 8 + bit)
                 if found >= 0 and not node_deleted(g, <size_t> found):
-                    offer(&s.results, k, dist(q, node_vector(g, <size_t> found), g.dim), <uint32_t> found)
+                    offer(&s.results, k, node_distance(g, q, <size_t> found), <uint32_t> found)
     else:
         for node in range(g.count):
             if not node_deleted(g, node):
-                offer(&s.results, k, dist(q, node_vector(g, node), g.dim), <uint32_t> node)
+                offer(&s.results, k, node_distance(g, q, node), <uint32_t> node)
     return drain_results(g, s, k, labels, distances)
 
 # Filters letting through less than 1/TWO_HOP_BELOW of the labels walk two hops.
@@ -481,7 +476,7 @@ cdef enum:
     TWO_HOP_BELOW = 5  # measured: above ~20 % the plain walk is as fast at equal recall
 
 
-cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const float *q, size_t k, size_t ef,
+cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const Query *q, size_t k, size_t ef,
                            const uint8_t *allowed, size_t allowed_bytes, size_t allowed_count,
                            size_t exact_limit, uint64_t *labels, float *distances) noexcept nogil:
     """k nearest live (and allowed) labels of q, ascending; -1 on OOM.
@@ -489,7 +484,6 @@ cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const float *q, size_t k, size_
     Small allowed sets go straight to an exact scan; when the graph walk finds
     fewer than k although at least k exist, the exact scan supplies them.
     """
-    cdef vj_dist_fn dist = metric_kernel(g.metric)
     cdef size_t available = g.label_count
     cdef size_t found
     cdef uint32_t entry
@@ -498,14 +492,14 @@ cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const float *q, size_t k, size_
     if available == 0 or g.entry_point < 0 or k == 0:
         return 0
     if allowed != NULL and allowed_count <= exact_limit:
-        return <Py_ssize_t> exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances, dist)
-    entry = greedy_descent(g, s, q, <uint32_t> g.entry_point, g.max_level, 1, False, dist)
-    if search_layer(g, s, q, entry, ef if ef > k else k, 0, allowed, allowed_bytes, -1, False, dist,
+        return <Py_ssize_t> exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances)
+    entry = greedy_descent(g, s, q, <uint32_t> g.entry_point, g.max_level, 1, False)
+    if search_layer(g, s, q, entry, ef if ef > k else k, 0, allowed, allowed_bytes, -1, False,
                     allowed != NULL and allowed_count * TWO_HOP_BELOW < g.label_count) != 0:
         return -1
     found = drain_results(g, s, k, labels, distances)
     if found < k and found < available:
-        found = exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances, dist)
+        found = exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances)
     return <Py_ssize_t> found
 
 
@@ -523,19 +517,22 @@ cdef void sort_ascending(HeapItem *items, size_t n) noexcept nogil:
             j -= 1
         items[j] = x
 
-cdef size_t select_neighbours(const Graph *g, const HeapItem *candidates, size_t n, size_t m,
-                              HeapItem *chosen, vj_dist_fn dist) noexcept nogil:
+cdef size_t select_neighbours(const Graph *g, Scratch *s, const HeapItem *candidates, size_t n, size_t m,
+                              HeapItem *chosen) noexcept nogil:
     """The paper's heuristic: walking candidates from the closest, keep one only
     if it is closer to the base than to every neighbour already kept. This
     spreads links across directions instead of clustering them."""
     cdef size_t i, j, kept = 0
     cdef bint diverse
+    cdef Query candidate
     for i in range(n):
         if kept >= m:
             break
         diverse = True
+        if kept > 0:
+            prepare_node(g, candidates[i].node, s.prepared_node, &candidate)
         for j in range(kept):
-            if dist(node_vector(g, candidates[i].node), node_vector(g, chosen[j].node), g.dim) < candidates[i].key:
+            if node_distance(g, &candidate, chosen[j].node) < candidates[i].key:
                 diverse = False
                 break
         if diverse:
@@ -543,12 +540,11 @@ cdef size_t select_neighbours(const Graph *g, const HeapItem *candidates, size_t
             kept += 1
     return kept
 
-cdef int link_back(Graph *g, Scratch *s, uint32_t target, uint32_t node, int level,
-                   vj_dist_fn dist) noexcept nogil:
+cdef int link_back(Graph *g, Scratch *s, uint32_t target, uint32_t node, int level) noexcept nogil:
     """Add node to target's list at level, pruning with the heuristic when full."""
     cdef uint32_t *links
     cdef size_t n, j, limit = max_links(g, level), kept
-    cdef const float *base
+    cdef Query base
     vj_spin_lock(&g.node_locks[target])
     links = node_links(g, target, level)
     if links == NULL:
@@ -569,21 +565,22 @@ cdef int link_back(Graph *g, Scratch *s, uint32_t target, uint32_t node, int lev
     if heap_reserve(&s.sorted, limit + 1) != 0 or heap_reserve(&s.selected, limit + 1) != 0:
         vj_spin_unlock(&g.node_locks[target])
         return -1
-    base = node_vector(g, target)
+    # base is done with before select_neighbours reuses s.prepared_node
+    prepare_node(g, target, s.prepared_node, &base)
     for j in range(n):
         s.sorted.items[j].node = links[j + 1]
-        s.sorted.items[j].key = dist(base, node_vector(g, links[j + 1]), g.dim)
+        s.sorted.items[j].key = node_distance(g, &base, links[j + 1])
     s.sorted.items[n].node = node
-    s.sorted.items[n].key = dist(base, node_vector(g, node), g.dim)
+    s.sorted.items[n].key = node_distance(g, &base, node)
     sort_ascending(s.sorted.items, n + 1)
-    kept = select_neighbours(g, s.sorted.items, n + 1, limit, s.selected.items, dist)
+    kept = select_neighbours(g, s, s.sorted.items, n + 1, limit, s.selected.items)
     for j in range(kept):
         links[j + 1] = s.selected.items[j].node
     links[0] = <uint32_t> kept
     vj_spin_unlock(&g.node_locks[target])
     return 0
 
-cdef int connect_level(Graph *g, Scratch *s, uint32_t node, int level, vj_dist_fn dist) noexcept nogil:
+cdef int connect_level(Graph *g, Scratch *s, uint32_t node, int level) noexcept nogil:
     """Give node its links at level from s.results, and link back to them."""
     cdef size_t n = s.results.size, kept, j
     cdef uint32_t *links
@@ -591,7 +588,7 @@ cdef int connect_level(Graph *g, Scratch *s, uint32_t node, int level, vj_dist_f
         return -1
     memcpy(s.sorted.items, s.results.items, n * sizeof(HeapItem))
     sort_ascending(s.sorted.items, n)
-    kept = select_neighbours(g, s.sorted.items, n, g.M, s.selected.items, dist)
+    kept = select_neighbours(g, s, s.sorted.items, n, g.M, s.selected.items)
     vj_spin_lock(&g.node_locks[node])
     links = node_links(g, node, level)
     for j in range(kept):
@@ -602,7 +599,7 @@ cdef int connect_level(Graph *g, Scratch *s, uint32_t node, int level, vj_dist_f
     for j in range(kept):
         s.link_copy[j] = s.selected.items[j].node
     for j in range(kept):
-        if link_back(g, s, s.link_copy[j], node, level, dist) != 0:
+        if link_back(g, s, s.link_copy[j], node, level) != 0:
             return -1
     return 0
 
@@ -612,13 +609,13 @@ cdef int insert_node(Graph *g, Scratch *s, uint32_t node) noexcept nogil:
     Also re-links a node whose vector was replaced: it is excluded from its own
     candidate lists and its old lists are overwritten. -1 on OOM.
     """
-    cdef vj_dist_fn dist = metric_kernel(g.metric)
     cdef int level = g.levels[node], top, lv
     cdef bint raises_top
     cdef int64_t entry
     cdef uint32_t current
-    cdef const float *q = node_vector(g, node)
+    cdef Query q
     cdef int rc = 0
+    prepare_node(g, node, s.prepared, &q)
 
     pthread_mutex_lock(&g.entry_lock)
     entry = g.entry_point
@@ -635,15 +632,15 @@ cdef int insert_node(Graph *g, Scratch *s, uint32_t node) noexcept nogil:
 
     current = <uint32_t> entry
     if top > level:
-        current = greedy_descent(g, s, q, current, top, level + 1, True, dist)
+        current = greedy_descent(g, s, &q, current, top, level + 1, True)
     lv = level if level < top else top
     while lv >= 0:
-        if search_layer(g, s, q, current, g.ef_construction, lv, NULL, 0, node, True, dist) != 0:
+        if search_layer(g, s, &q, current, g.ef_construction, lv, NULL, 0, node, True) != 0:
             rc = -1
             break
         if s.results.size > 0:
             current = closest_result(s)
-            if connect_level(g, s, node, lv, dist) != 0:
+            if connect_level(g, s, node, lv) != 0:
                 rc = -1
                 break
         lv -= 1
@@ -697,10 +694,12 @@ cdef void search_task(void *ctx, size_t item, int worker) noexcept nogil:
     cdef uint64_t *labels = job.labels + item * job.k
     cdef float *distances = job.distances + item * job.k
     cdef Py_ssize_t found, j
+    cdef Query query
     if g.metric == METRIC_COSINE:
         normalise_into(q, s.query, g.dim)
         q = s.query
-    found = knn_search(g, s, q, job.k, job.ef, job.allowed, job.allowed_bytes,
+    prepare_query(g, q, s.prepared, &query)
+    found = knn_search(g, s, &query, job.k, job.ef, job.allowed, job.allowed_bytes,
                        job.allowed_count, job.exact_limit, labels, distances)
     if found < 0:
         job.failed = 1
