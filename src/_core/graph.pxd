@@ -75,6 +75,8 @@ cdef struct Graph:
     char *codes            # what the graph walk reads: node i's code is at codes + i * code_stride
     size_t code_stride     # (float32 storage: the vectors themselves)
     size_t code_size       # bytes of one code
+    size_t codes_bytes     # size of the compact kinds' own code block (mapped)
+    float *quant_params    # what a kind learnt from a sample (distance.pxi), NULL until trained
     bint external_vectors  # vectors live in an attached array, not in the records
     size_t vector_rows     # rows of the attached array
     size_t capacity        # nodes the level-0 block can hold

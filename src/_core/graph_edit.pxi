@@ -3,8 +3,17 @@
 
 # ---------------------------------------------------------------- lifecycle
 
+cdef inline size_t record_bytes(size_t M0, size_t dim, bint vectors_in_records) noexcept nogil:
+    """Bytes of a level-0 record: the links, then the float32 vector when it lives there."""
+    if not vectors_in_records:
+        return round_up(OFF_LINKS + (M0 + 1) * sizeof(uint32_t), 16)
+    return round_up(round_up(OFF_LINKS + (M0 + 1) * sizeof(uint32_t), 32) + dim * sizeof(float), 32)
+
+cdef inline size_t vector_offset(size_t M0, bint vectors_in_records) noexcept nogil:
+    return round_up(OFF_LINKS + (M0 + 1) * sizeof(uint32_t), 32) if vectors_in_records else 0
+
 cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, uint64_t seed,
-                      bint external_vectors) noexcept:
+                      bint external_vectors, int kind=KIND_FLOAT32) noexcept:
     cdef Graph *g = <Graph *> calloc(1, sizeof(Graph))
     cdef size_t i
     if g == NULL:
@@ -17,16 +26,19 @@ cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, 
     g.level_mult = 1.0 / log(<double> M)
     g.rng = seed
     g.external_vectors = external_vectors
-    if external_vectors:
-        g.vec_offset = 0
-        g.record_size = round_up(OFF_LINKS + (g.M0 + 1) * sizeof(uint32_t), 16)
-    else:
-        g.vec_offset = round_up(OFF_LINKS + (g.M0 + 1) * sizeof(uint32_t), 32)
-        g.record_size = round_up(g.vec_offset + dim * sizeof(float), 32)
-    g.vec_stride = dim * sizeof(float) if external_vectors else g.record_size
-    g.kind = KIND_FLOAT32
-    g.code_size = dim * sizeof(float)
-    g.code_stride = g.vec_stride
+    g.kind = kind
+    # float32 vectors sit in the records unless attached; compact codes have a block of their own
+    cdef bint in_records = not external_vectors and kind == KIND_FLOAT32
+    g.vec_offset = vector_offset(g.M0, in_records)
+    g.record_size = record_bytes(g.M0, dim, in_records)
+    g.vec_stride = g.record_size if in_records else dim * sizeof(float)
+    g.code_size = kind_code_size(kind, dim)
+    g.code_stride = g.vec_stride if kind == KIND_FLOAT32 else g.code_size
+    if kind_param_count(kind, dim) > 0:
+        g.quant_params = <float *> calloc(kind_param_count(kind, dim), sizeof(float))
+        if g.quant_params == NULL:
+            free(g)
+            return NULL
     g.entry_point = -1
     g.max_level = -1
     g.labels_are_nodes = True
@@ -60,6 +72,9 @@ cdef void free_graph(Graph *g) noexcept nogil:
     free(g.free_nodes)
     if g.level0 != NULL:
         munmap(g.level0, g.level0_bytes)
+    if g.kind != KIND_FLOAT32 and g.codes != NULL:
+        munmap(g.codes, g.codes_bytes)
+    free(g.quant_params)
     if g.labels != NULL:
         munmap(g.labels, g.labels_bytes)
     pthread_mutex_destroy(&g.entry_lock)
@@ -83,7 +98,10 @@ cdef int push_free(Graph *g, uint32_t node) noexcept nogil:
 
 cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t start, size_t n,
                    uint32_t *nodes, Scratch **scratch, int threads) noexcept nogil:
-    """Insert rows[start:start+n] under the write lock: place, then link in parallel."""
+    """Insert rows[start:start+n] under the write lock: place, then link in parallel.
+
+    With external vectors `rows` is unused (row i is the attached array's);
+    compact kinds encode each row into its node's code here."""
     cdef size_t i, fresh = 0, needed
     cdef int64_t node
     cdef int level, t, rc = 0
@@ -132,7 +150,10 @@ cdef int add_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t star
             if not g.labels_are_nodes:
                 labelmap_put(g.labels, g.label_slots, ids[i], <uint64_t> node)
             g.label_count += 1
-        if g.external_vectors:
+        if g.kind != KIND_FLOAT32:  # (standalone cosine rows come normalised)
+            encode_row(g, node_vector(g, node) if g.external_vectors else rows + i * g.dim,
+                       <char *> node_code(g, node))
+        elif g.external_vectors:
             pass  # the caller's array already holds row `node`
         elif g.metric == METRIC_COSINE:
             normalise_into(rows + i * g.dim, node_vector(g, node), g.dim)

@@ -12,7 +12,7 @@ cdef inline float *node_vector(const Graph *g, size_t node) noexcept nogil:
 
 cdef inline void point_at_records(Graph *g) noexcept nogil:
     """With vectors inside the records, follow the level-0 block wherever it moves."""
-    if not g.external_vectors:
+    if not g.external_vectors and g.kind == KIND_FLOAT32:
         g.vectors = g.level0 + g.vec_offset
         g.vec_stride = g.record_size
     if g.kind == KIND_FLOAT32:  # the walk reads the float32 vectors themselves
@@ -88,6 +88,9 @@ cdef int grow_nodes(Graph *g, size_t capacity) noexcept nogil:
     memset(g.levels + g.capacity, 0, capacity - g.capacity)
     memset(g.upper + g.capacity, 0, (capacity - g.capacity) * sizeof(uint32_t *))
     memset(g.node_locks + g.capacity, 0, capacity - g.capacity)
+    if g.kind != KIND_FLOAT32 and grow_codes(g, capacity) != 0:
+        munmap(block, nbytes)
+        return -1
     if g.count > 0:
         memcpy(block, g.level0, g.count * g.record_size)
     if g.level0 != NULL:
@@ -97,6 +100,21 @@ cdef int grow_nodes(Graph *g, size_t capacity) noexcept nogil:
     g.level0_from_file = False
     g.capacity = capacity
     point_at_records(g)
+    return 0
+
+cdef int grow_codes(Graph *g, size_t capacity) noexcept nogil:
+    """The compact kinds' code block, grown to `capacity` codes. -1 on OOM."""
+    cdef size_t nbytes = capacity * g.code_size
+    cdef char *block = <char *> map_anonymous(nbytes if nbytes > 0 else 1)
+    if block == NULL:
+        return -1
+    if g.count > 0:
+        memcpy(block, g.codes, g.count * g.code_size)
+    if g.codes != NULL:
+        munmap(g.codes, g.codes_bytes)
+    g.codes = block
+    g.codes_bytes = nbytes if nbytes > 0 else 1
+    g.code_stride = g.code_size
     return 0
 
 cdef int grow_labels(Graph *g, size_t needed) noexcept nogil:
@@ -423,8 +441,9 @@ cdef int search_layer(const Graph *g, Scratch *s, const Query *q, uint32_t entry
     return -1 if rc != 0 else 0
 
 cdef size_t drain_results(const Graph *g, Scratch *s, size_t k, uint64_t *labels,
-                          float *distances) noexcept nogil:
-    """Write the best k of s.results ascending; returns how many were written."""
+                          float *distances, bint walk_units=False) noexcept nogil:
+    """Write the best k of s.results ascending; returns how many were written.
+    `walk_units`: the keys are walk distances, reported in the metric's units."""
     cdef size_t n, i
     while s.results.size > k:
         heap_pop(&s.results)
@@ -433,7 +452,7 @@ cdef size_t drain_results(const Graph *g, Scratch *s, size_t k, uint64_t *labels
     while i > 0:
         i -= 1
         labels[i] = node_label(g, s.results.items[0].node)
-        distances[i] = s.results.items[0].key
+        distances[i] = reported_distance(g, s.results.items[0].key) if walk_units else s.results.items[0].key
         heap_pop(&s.results)
     return n
 
@@ -444,15 +463,15 @@ cdef inline void offer(Heap *h, size_t k, float d, uint32_t node) noexcept nogil
         heap_pop(h)
         heap_push(h, d, node)
 
-cdef size_t exact_scan(const Graph *g, Scratch *s, const Query *q, size_t k, const uint8_t *allowed,
-                       size_t allowed_bytes, uint64_t *labels, float *distances) noexcept nogil:
-    """Brute force over the live nodes (or only the allowed labels)."""
+cdef int exact_scan(const Graph *g, Scratch *s, const Query *q, size_t k, const uint8_t *allowed,
+                    size_t allowed_bytes) noexcept nogil:
+    """Brute force over the live nodes (or only the allowed labels) into s.results. -1 on OOM."""
     cdef size_t node, b, bit
     cdef int64_t found
     cdef uint8_t byte
     s.results.size = 0
     if heap_reserve(&s.results, k + 1) != 0:
-        return 0
+        return -1
     if allowed != NULL:
         for b in range(allowed_bytes):
             byte = allowed[b]
@@ -469,38 +488,69 @@ cdef size_t exact_scan(const Graph *g, Scratch *s, const Query *q, size_t k, con
         for node in range(g.count):
             if not node_deleted(g, node):
                 offer(&s.results, k, node_distance(g, q, node), <uint32_t> node)
-    return drain_results(g, s, k, labels, distances)
+    return 0
+
+cdef int rescore_results(const Graph *g, Scratch *s, const float *q, size_t k) noexcept nogil:
+    """Measure the candidates in s.results again, exactly, from their float32
+    vectors (only those rows are read), and keep the best k. -1 on OOM."""
+    cdef vj_dist_fn dist = metric_kernel(g.metric)
+    cdef size_t i, n = s.results.size, offset
+    cdef const char *row
+    if heap_reserve(&s.sorted, n + 1) != 0:
+        return -1
+    memcpy(s.sorted.items, s.results.items, n * sizeof(HeapItem))
+    for i in range(n):  # the rows may come from disk: ask for all of them first
+        __builtin_prefetch(node_vector(g, s.sorted.items[i].node))
+    s.results.size = 0
+    for i in range(n):
+        if i + 1 < n:
+            row = <const char *> node_vector(g, s.sorted.items[i + 1].node)
+            for offset in range(64, g.dim * sizeof(float), 64):
+                __builtin_prefetch(row + offset)
+        offer(&s.results, k, dist(q, node_vector(g, s.sorted.items[i].node), g.dim), s.sorted.items[i].node)
+    return 0
 
 # Filters letting through less than 1/TWO_HOP_BELOW of the labels walk two hops.
 cdef enum:
     TWO_HOP_BELOW = 5  # measured: above ~20 % the plain walk is as fast at equal recall
 
 
-cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const Query *q, size_t k, size_t ef,
-                           const uint8_t *allowed, size_t allowed_bytes, size_t allowed_count,
-                           size_t exact_limit, uint64_t *labels, float *distances) noexcept nogil:
+cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const Query *q, const float *exact, size_t k,
+                           size_t pool, size_t ef, const uint8_t *allowed, size_t allowed_bytes,
+                           size_t allowed_count, size_t exact_limit, uint64_t *labels,
+                           float *distances) noexcept nogil:
     """k nearest live (and allowed) labels of q, ascending; -1 on OOM.
 
-    Small allowed sets go straight to an exact scan; when the graph walk finds
-    fewer than k although at least k exist, the exact scan supplies them.
+    The walk keeps the best `pool` (>= k) by the codes' distance; with `exact`
+    (the float32 query) those are measured again from the float32 vectors and
+    the best k kept (rescoring). Small allowed sets go straight to a scan;
+    when the graph walk finds fewer than k although at least k exist, the
+    scan supplies them.
     """
     cdef size_t available = g.label_count
-    cdef size_t found
     cdef uint32_t entry
+    if pool < k:
+        pool = k
     if allowed != NULL and allowed_count < available:
         available = allowed_count
     if available == 0 or g.entry_point < 0 or k == 0:
         return 0
     if allowed != NULL and allowed_count <= exact_limit:
-        return <Py_ssize_t> exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances)
-    entry = greedy_descent(g, s, q, <uint32_t> g.entry_point, g.max_level, 1, False)
-    if search_layer(g, s, q, entry, ef if ef > k else k, 0, allowed, allowed_bytes, -1, False,
-                    allowed != NULL and allowed_count * TWO_HOP_BELOW < g.label_count) != 0:
+        if exact_scan(g, s, q, pool, allowed, allowed_bytes) != 0:
+            return -1
+    else:
+        entry = greedy_descent(g, s, q, <uint32_t> g.entry_point, g.max_level, 1, False)
+        if search_layer(g, s, q, entry, ef if ef > pool else pool, 0, allowed, allowed_bytes, -1, False,
+                        allowed != NULL and allowed_count * TWO_HOP_BELOW < g.label_count) != 0:
+            return -1
+        while s.results.size > pool:
+            heap_pop(&s.results)
+        if s.results.size < k and s.results.size < available:
+            if exact_scan(g, s, q, pool, allowed, allowed_bytes) != 0:
+                return -1
+    if exact != NULL and rescore_results(g, s, exact, k) != 0:
         return -1
-    found = drain_results(g, s, k, labels, distances)
-    if found < k and found < available:
-        found = exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances)
-    return <Py_ssize_t> found
+    return <Py_ssize_t> drain_results(g, s, k, labels, distances, exact == NULL)
 
 
 # ---------------------------------------------------------------- insert
@@ -676,6 +726,8 @@ cdef struct SearchJob:
     Graph *graph
     const float *queries
     size_t k
+    size_t pool            # candidates kept by the walk (>= k)
+    bint rescore
     size_t ef
     const uint8_t *allowed
     size_t allowed_bytes
@@ -699,7 +751,8 @@ cdef void search_task(void *ctx, size_t item, int worker) noexcept nogil:
         normalise_into(q, s.query, g.dim)
         q = s.query
     prepare_query(g, q, s.prepared, &query)
-    found = knn_search(g, s, &query, job.k, job.ef, job.allowed, job.allowed_bytes,
+    found = knn_search(g, s, &query, q if job.rescore else NULL, job.k, job.pool, job.ef,
+                       job.allowed, job.allowed_bytes,
                        job.allowed_count, job.exact_limit, labels, distances)
     if found < 0:
         job.failed = 1
