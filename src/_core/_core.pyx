@@ -487,7 +487,7 @@ cdef class HNSWIndex:
     ``quantization`` picks what the graph walk reads: None (float32), "float16",
     "int8" (per-dimension ranges learnt from the first rows added, or from
     :meth:`train`) or "binary" (one bit per dimension around the learnt means,
-    Hamming distance; meant for >= 256-d embeddings). The compact codes stay in
+    Hamming distance; for "cosine"/"ip" embeddings of >= 256 dimensions). The compact codes stay in
     RAM; with attached float32 vectors the best ``k * oversample`` candidates
     are measured again exactly (``rescore``). A standalone compact index keeps
     only codes: its distances are the codes', and it cannot rescore.
@@ -516,6 +516,8 @@ cdef class HNSWIndex:
         if not isinstance(quantization, (str, type(None))) or quantization not in _KINDS:
             raise InvalidInputError(f"quantization must be None or one of "
                                     f"{sorted(k for k in _KINDS if k)}, got {quantization!r}")
+        if quantization == "binary" and metric == "l2":
+            raise InvalidInputError("binary codes keep only directions: use them with 'cosine' or 'ip'")
         self.g = new_graph(dim, _METRICS[metric], M, ef_construction, seed, external_vectors,
                            _KINDS[quantization])
         if self.g == NULL:
@@ -565,6 +567,15 @@ cdef class HNSWIndex:
     def code_size(self):
         """Bytes per vector the graph walk reads (its code)."""
         return self.open_graph().code_size
+
+    @property
+    def ram_bytes_per_vector(self):
+        """Bytes per node the graph walk reads: its level-0 record and its code
+        (float32: the vector, in the record or the attached array). Upper levels,
+        about 1/M of the nodes, come on top."""
+        cdef Graph *g = self.open_graph()
+        in_records = not g.external_vectors and g.kind == KIND_FLOAT32
+        return g.record_size + (0 if in_records else g.code_size)
 
     @property
     def trained(self):

@@ -161,8 +161,6 @@ cdef inline float reported_distance(const Graph *g, float d) noexcept nogil:
     distance, as the angle between sign patterns: 1 - cos(pi h / dim))."""
     if g.kind != KIND_BINARY:
         return d
-    if g.metric == METRIC_L2:
-        return d
     return <float> (1.0 - cos(3.141592653589793 * d / g.dim))
 
 cdef void encode_row(const Graph *g, const float *vector, char *code) noexcept nogil:

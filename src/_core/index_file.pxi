@@ -315,7 +315,7 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
     code_bytes = h["count"] * kind_code_size(h["kind"], h["dim"]) if h["kind"] != KIND_FLOAT32 else 0
     if h["codes_bytes"] != code_bytes or h["params_bytes"] not in (0, 4 * kind_param_count(h["kind"], h["dim"])):
         bad("the code section does not match the counts")
-    if h["kind"] != KIND_FLOAT32 and h["params_bytes"] == 0 and h["count"] > 0:
+    if kind_param_count(h["kind"], h["dim"]) and h["params_bytes"] == 0 and h["count"] > 0:
         bad("codes without their quantization parameters")
     if h["codes_offset"] % _SECTION_ALIGN or (h["codes_bytes"] + h["params_bytes"] and
                                               h["codes_offset"] + h["codes_bytes"] + h["params_bytes"] > file_size):

@@ -106,6 +106,9 @@ class HNSWIndex:
     def code_size(self) -> int:
         """Bytes per vector the graph walk reads (its code)."""
     @property
+    def ram_bytes_per_vector(self) -> int:
+        """Bytes per node the graph walk reads: its level-0 record and its code."""
+    @property
     def trained(self) -> bool:
         """Whether the storage kind is ready to encode."""
     @property

@@ -175,7 +175,8 @@ class VectorDB:
                 quantization: str | None) -> None:
         from vjson.text_index import TOKENIZERS
 
-        _core.HNSWIndex(dimension, metric, M, ef_construction, capacity=0)  # validates M, ef_construction
+        _core.HNSWIndex(dimension, metric, M, ef_construction, capacity=0,  # validates M, ef_construction
+                        quantization=quantization)
         if tokenizer not in TOKENIZERS:
             raise InvalidInputError(f"tokenizer must be one of {sorted(TOKENIZERS)}, got {tokenizer!r}")
         manifest = _manifest.new(dimension, metric, M, ef_construction, tokenizer, quantization)
