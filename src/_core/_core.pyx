@@ -17,6 +17,8 @@ from libc.math cimport INFINITY, ceil, cos, floor, isfinite, log, sqrt
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
+from posix.types cimport off_t
+from posix.unistd cimport close as close_fd, pread
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
 
 from graph cimport *
@@ -530,6 +532,8 @@ cdef class HNSWIndex:
 
     def __dealloc__(self):
         if self.g != NULL:
+            if self.g.vector_fd >= 0:
+                close_fd(self.g.vector_fd)
             free_graph(self.g)
             self.g = NULL
 
@@ -704,6 +708,8 @@ cdef class HNSWIndex:
             vj_write_lock(&g.rw)
             vj_rw_unlock(&g.rw)
         self.g = NULL
+        if g.vector_fd >= 0:
+            close_fd(g.vector_fd)
         free_graph(g)
         self._attached = None  # lets the owner unmap its vectors
 
@@ -786,6 +792,22 @@ cdef class HNSWIndex:
         if rows < g.count:
             raise InvalidInputError(f"the attached array holds {rows} rows, the index {g.count} nodes")
         self._attached = view  # only now may the previous array go
+
+    def rescore_from_file(self, int fd):
+        """Let rescoring read float32 rows with pread from the file open as `fd`
+        (row i at byte ``i * 4 * dim``: the attached array's file) rather than
+        through the attached memory map. The index keeps its own duplicate of
+        the descriptor; -1 goes back to the map."""
+        cdef Graph *g = self.open_graph()
+        cdef int mine = os.dup(fd) if fd >= 0 else -1
+        cdef int old
+        with nogil:
+            vj_write_lock(&g.rw)
+            old = g.vector_fd
+            g.vector_fd = mine
+            vj_rw_unlock(&g.rw)
+        if old >= 0:
+            close_fd(old)
 
     @property
     def external_vectors(self):

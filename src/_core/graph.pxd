@@ -57,6 +57,8 @@ cdef struct Scratch:
     float *query           # the normalised copy of a cosine query
     float *prepared        # the query in the storage kind's form (distance.pxi)
     float *prepared_node   # a node prepared as a query while building
+    float *rows            # float32 rows read for rescoring
+    size_t rows_capacity
 
 cdef struct Graph:
     size_t dim
@@ -79,6 +81,7 @@ cdef struct Graph:
     float *quant_params    # what a kind learnt from a sample (distance.pxi), NULL until trained
     bint external_vectors  # vectors live in an attached array, not in the records
     size_t vector_rows     # rows of the attached array
+    int vector_fd          # when >= 0, rescoring preads rows from this file instead of the array
     size_t capacity        # nodes the level-0 block can hold
     size_t count           # nodes ever allocated (live, deleted or reusable)
     size_t n_deleted

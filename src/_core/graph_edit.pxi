@@ -41,6 +41,7 @@ cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, 
             return NULL
     g.entry_point = -1
     g.max_level = -1
+    g.vector_fd = -1
     g.labels_are_nodes = True
     g.label_slots = LABELMAP_MIN_SLOTS
     g.labels_bytes = g.label_slots * sizeof(LabelSlot)

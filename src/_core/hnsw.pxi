@@ -249,6 +249,7 @@ cdef void scratch_free(Scratch *s) noexcept nogil:
     free(s.query)
     free(s.prepared)
     free(s.prepared_node)
+    free(s.rows)
     heap_free(&s.candidates)
     heap_free(&s.results)
     heap_free(&s.sorted)
@@ -494,11 +495,29 @@ cdef int rescore_results(const Graph *g, Scratch *s, const float *q, size_t k) n
     """Measure the candidates in s.results again, exactly, from their float32
     vectors (only those rows are read), and keep the best k. -1 on OOM."""
     cdef vj_dist_fn dist = metric_kernel(g.metric)
-    cdef size_t i, n = s.results.size, offset
+    cdef size_t i, n = s.results.size, offset, row_bytes = g.dim * sizeof(float)
     cdef const char *row
+    cdef float *grown
     if heap_reserve(&s.sorted, n + 1) != 0:
         return -1
     memcpy(s.sorted.items, s.results.items, n * sizeof(HeapItem))
+    if g.vector_fd >= 0:
+        # pread, not the memory map: a touched map counts in RSS, and the kernel maps
+        # whole (large) folios around each row, so a few rows would map most of the file
+        if s.rows_capacity < n:
+            grown = <float *> realloc(s.rows, n * row_bytes)
+            if grown == NULL:
+                return -1
+            s.rows = grown
+            s.rows_capacity = n
+        s.results.size = 0
+        for i in range(n):
+            row = <const char *> node_vector(g, s.sorted.items[i].node)
+            if pread(g.vector_fd, s.rows + i * g.dim, row_bytes,
+                     <off_t> (s.sorted.items[i].node * row_bytes)) == <ssize_t> row_bytes:
+                row = <const char *> (s.rows + i * g.dim)
+            offer(&s.results, k, dist(q, <const float *> row, g.dim), s.sorted.items[i].node)
+        return 0
     for i in range(n):  # the rows may come from disk: ask for all of them first
         __builtin_prefetch(node_vector(g, s.sorted.items[i].node))
     s.results.size = 0

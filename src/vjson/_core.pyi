@@ -116,6 +116,8 @@ class HNSWIndex:
         """The learnt parameters (int8: lo then step per dimension; binary: thresholds)."""
     def train(self, sample: npt.ArrayLike) -> None:
         """Learn a compact kind's parameters from sample rows (empty index only)."""
+    def rescore_from_file(self, fd: int) -> None:
+        """Rescoring preads float32 row i at byte i * 4 * dim of this file (-1: the map)."""
     @property
     def external_vectors(self) -> bool:
         """True when node i's vector is row i of an attached array."""
