@@ -144,7 +144,7 @@ def external_index(data: np.ndarray, metric: str, kind: str | None) -> vjson.HNS
 
 # recall@10 with rescoring (default oversample) at ef 64; binary codes carry far
 # less, and are meant for >= 256-d, hence its own dimension and bound
-RESCORED_FLOOR = {"float16": 0.95, "int8": 0.93, "binary": 0.85}
+RESCORED_FLOOR = {"float16": 0.9, "int8": 0.9, "binary": 0.9}
 
 
 @pytest.mark.parametrize("kind, metric", [(k, m) for k in KINDS for m in METRICS if (k, m) != ("binary", "l2")])
@@ -160,7 +160,11 @@ def test_recall_with_rescoring_against_brute_force(kind, metric):
     truth = exact_knn(data, queries, 10, metric)
     index = external_index(data, metric, kind)
     found, dists = index.search_batch(queries, 10, ef_search=64)
-    assert recall_at_k(found.astype(np.int64), truth) >= RESCORED_FLOOR[kind]
+    got = recall_at_k(found.astype(np.int64), truth)
+    # as good as float32 on the same data, up to a margin for the build's thread timing
+    float32 = recall_at_k(external_index(data, metric, None).search_batch(queries, 10, ef_search=64)[0]
+                          .astype(np.int64), truth)
+    assert got >= RESCORED_FLOOR[kind] and got >= float32 - 0.03
     # rescored distances are the exact float32 ones
     rows = _core.normalise(data) if metric == "cosine" else data
     q = _core.normalise(queries) if metric == "cosine" else queries
