@@ -177,8 +177,9 @@ def versions() -> dict:
         try:
             from importlib.metadata import version
             out[name] = version(name)
-        except Exception:  # noqa: BLE001
-            out[name] = "?"
+        except Exception:  # noqa: BLE001 - not installed as a distribution (e.g. on PYTHONPATH)
+            mod = sys.modules.get(name) or __import__(name)
+            out[name] = getattr(mod, "__version__", "?")
     return out
 
 
