@@ -28,6 +28,13 @@ cdef enum:
     METRIC_COSINE = 2
 
 cdef enum:
+    # storage kinds: how the graph walk sees a vector (distance.pxi)
+    KIND_FLOAT32 = 0
+    KIND_FLOAT16 = 1
+    KIND_INT8 = 2
+    KIND_BINARY = 3
+
+cdef enum:
     FLAG_DELETED = 1
 
 cdef enum:
@@ -48,10 +55,15 @@ cdef struct Scratch:
     Heap sorted            # results in ascending order, for neighbour selection
     Heap selected
     float *query           # the normalised copy of a cosine query
+    float *prepared        # the query in the storage kind's form (distance.pxi)
+    float *prepared_node   # a node prepared as a query while building
+    float *rows            # float32 rows read for rescoring
+    size_t rows_capacity
 
 cdef struct Graph:
     size_t dim
     int metric
+    int kind               # storage kind of the codes the walk reads
     size_t M               # max links per node on upper levels
     size_t M0              # max links per node on level 0 (2 * M)
     size_t ef_construction
@@ -60,10 +72,16 @@ cdef struct Graph:
 
     size_t record_size
     size_t vec_offset      # where the vector sits in a record (0 with external vectors)
-    char *vectors          # node i's vector is at vectors + i * vec_stride
+    char *vectors          # node i's float32 vector is at vectors + i * vec_stride
     size_t vec_stride
+    char *codes            # what the graph walk reads: node i's code is at codes + i * code_stride
+    size_t code_stride     # (float32 storage: the vectors themselves)
+    size_t code_size       # bytes of one code
+    size_t codes_bytes     # size of the compact kinds' own code block (mapped)
+    float *quant_params    # what a kind learnt from a sample (distance.pxi), NULL until trained
     bint external_vectors  # vectors live in an attached array, not in the records
     size_t vector_rows     # rows of the attached array
+    int vector_fd          # when >= 0, rescoring preads rows from this file instead of the array
     size_t capacity        # nodes the level-0 block can hold
     size_t count           # nodes ever allocated (live, deleted or reusable)
     size_t n_deleted

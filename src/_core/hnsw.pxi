@@ -12,9 +12,12 @@ cdef inline float *node_vector(const Graph *g, size_t node) noexcept nogil:
 
 cdef inline void point_at_records(Graph *g) noexcept nogil:
     """With vectors inside the records, follow the level-0 block wherever it moves."""
-    if not g.external_vectors:
+    if not g.external_vectors and g.kind == KIND_FLOAT32:
         g.vectors = g.level0 + g.vec_offset
         g.vec_stride = g.record_size
+    if g.kind == KIND_FLOAT32:  # the walk reads the float32 vectors themselves
+        g.codes = g.vectors
+        g.code_stride = g.vec_stride
 
 cdef inline uint64_t node_label(const Graph *g, size_t node) noexcept nogil:
     return (<uint64_t *> (g.level0 + node * g.record_size + OFF_LABEL))[0]
@@ -33,13 +36,6 @@ cdef inline uint32_t *node_links(const Graph *g, size_t node, int level) noexcep
         return NULL
     return g.upper[node] + <size_t> (level - 1) * (g.M + 1)
 
-cdef inline void prefetch_vector(const Graph *g, size_t node) noexcept nogil:
-    """Ask for every cache line of a node's vector (the first is usually in flight)."""
-    cdef const char *p = <const char *> node_vector(g, node)
-    cdef size_t offset
-    for offset in range(64, g.dim * sizeof(float), 64):
-        __builtin_prefetch(p + offset)
-
 cdef inline void prefetch_links(const Graph *g, size_t node, int level) noexcept nogil:
     cdef const char *p = <const char *> node_links(g, node, level)
     if p != NULL:
@@ -49,11 +45,6 @@ cdef inline void prefetch_links(const Graph *g, size_t node, int level) noexcept
 
 cdef inline size_t max_links(const Graph *g, int level) noexcept nogil:
     return g.M0 if level == 0 else g.M
-
-cdef inline vj_dist_fn metric_kernel(int metric) noexcept nogil:
-    if not vj_simd_ready:
-        vj_simd_init()
-    return vj_active.l2sq if metric == METRIC_L2 else vj_active.ipdist
 
 cdef inline bint bitset_has(const uint8_t *bits, size_t nbytes, uint64_t label) noexcept nogil:
     if (label >> 3) >= nbytes:
@@ -97,6 +88,9 @@ cdef int grow_nodes(Graph *g, size_t capacity) noexcept nogil:
     memset(g.levels + g.capacity, 0, capacity - g.capacity)
     memset(g.upper + g.capacity, 0, (capacity - g.capacity) * sizeof(uint32_t *))
     memset(g.node_locks + g.capacity, 0, capacity - g.capacity)
+    if g.kind != KIND_FLOAT32 and grow_codes(g, capacity) != 0:
+        munmap(block, nbytes)
+        return -1
     if g.count > 0:
         memcpy(block, g.level0, g.count * g.record_size)
     if g.level0 != NULL:
@@ -106,6 +100,21 @@ cdef int grow_nodes(Graph *g, size_t capacity) noexcept nogil:
     g.level0_from_file = False
     g.capacity = capacity
     point_at_records(g)
+    return 0
+
+cdef int grow_codes(Graph *g, size_t capacity) noexcept nogil:
+    """The compact kinds' code block, grown to `capacity` codes. -1 on OOM."""
+    cdef size_t nbytes = capacity * g.code_size
+    cdef char *block = <char *> map_anonymous(nbytes if nbytes > 0 else 1)
+    if block == NULL:
+        return -1
+    if g.count > 0:
+        memcpy(block, g.codes, g.count * g.code_size)
+    if g.codes != NULL:
+        munmap(g.codes, g.codes_bytes)
+    g.codes = block
+    g.codes_bytes = nbytes if nbytes > 0 else 1
+    g.code_stride = g.code_size
     return 0
 
 cdef int grow_labels(Graph *g, size_t needed) noexcept nogil:
@@ -200,7 +209,10 @@ cdef Scratch *scratch_acquire(Graph *g) noexcept nogil:
         s.link_copy = <uint32_t *> malloc((g.M0 + 1) * sizeof(uint32_t))
         s.fresh = <uint32_t *> malloc((g.M0 + 1) * sizeof(uint32_t))
         s.query = <float *> malloc(g.dim * sizeof(float))
-        if s.link_copy == NULL or s.fresh == NULL or s.query == NULL:
+        s.prepared = <float *> malloc((g.dim + 16) * sizeof(float))
+        s.prepared_node = <float *> malloc((g.dim + 16) * sizeof(float))
+        if (s.link_copy == NULL or s.fresh == NULL or s.query == NULL or s.prepared == NULL
+                or s.prepared_node == NULL):
             scratch_free(s)
             return NULL
     if s.visited_size < g.count:
@@ -235,6 +247,9 @@ cdef void scratch_free(Scratch *s) noexcept nogil:
     free(s.link_copy)
     free(s.fresh)
     free(s.query)
+    free(s.prepared)
+    free(s.prepared_node)
+    free(s.rows)
     heap_free(&s.candidates)
     heap_free(&s.results)
     heap_free(&s.sorted)
@@ -280,10 +295,10 @@ cdef inline uint32_t *read_links(const Graph *g, Scratch *s, uint32_t node, int 
     s.link_copy[0] = <uint32_t> n
     return s.link_copy
 
-cdef uint32_t greedy_descent(const Graph *g, Scratch *s, const float *q, uint32_t node,
-                             int top, int bottom, bint locked, vj_dist_fn dist) noexcept nogil:
+cdef uint32_t greedy_descent(const Graph *g, Scratch *s, const Query *q, uint32_t node,
+                             int top, int bottom, bint locked) noexcept nogil:
     """From `top` down to `bottom` (inclusive) walk to the closest node on each level."""
-    cdef float best = dist(q, node_vector(g, node), g.dim), d
+    cdef float best = node_distance(g, q, node), d
     cdef int level
     cdef bint moved
     cdef uint32_t *links
@@ -304,7 +319,7 @@ cdef uint32_t greedy_descent(const Graph *g, Scratch *s, const float *q, uint32_
                 nb = links[j]
                 if nb >= count or g.levels[nb] < level:
                     continue  # never follow a link that cannot be valid
-                d = dist(q, node_vector(g, nb), g.dim)
+                d = node_distance(g, q, nb)
                 if d < best:
                     best = d
                     node = nb
@@ -340,7 +355,7 @@ cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, si
         if accept_result(g, nb, allowed, allowed_bytes, -1):
             s.fresh[fresh_n] = nb
             fresh_n += 1
-            __builtin_prefetch(node_vector(g, nb))
+            __builtin_prefetch(node_code(g, nb))
         else:
             links2 = node_links(g, nb, level)
             n2 = links2[0] if links2[0] <= limit else limit
@@ -350,7 +365,7 @@ cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, si
                     s.visited[nb2] = tag
                     s.fresh[fresh_n] = nb2
                     fresh_n += 1
-                    __builtin_prefetch(node_vector(g, nb2))
+                    __builtin_prefetch(node_code(g, nb2))
                     if fresh_n >= limit:
                         return fresh_n
         if fresh_n >= limit:
@@ -358,9 +373,9 @@ cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, si
     return fresh_n
 
 
-cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry, size_t ef,
+cdef int search_layer(const Graph *g, Scratch *s, const Query *q, uint32_t entry, size_t ef,
                       int level, const uint8_t *allowed, size_t allowed_bytes, int64_t exclude,
-                      bint locked, vj_dist_fn dist, bint two_hop=False) noexcept nogil:
+                      bint locked, bint two_hop=False) noexcept nogil:
     """Beam search of one level; s.results ends holding the best `ef` accepted nodes.
 
     Disallowed and deleted nodes are still walked through, so the graph stays
@@ -376,7 +391,7 @@ cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry
     cdef uint32_t *links
     cdef int rc = 0
 
-    d = dist(q, node_vector(g, entry), g.dim)
+    d = node_distance(g, q, entry)
     visited[entry] = tag
     rc |= heap_push(&s.candidates, -d, entry)
     bound = INFINITY
@@ -408,12 +423,12 @@ cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry
                     visited[nb] = tag
                     s.fresh[fresh_n] = nb
                     fresh_n += 1
-                    __builtin_prefetch(node_vector(g, nb))
+                    __builtin_prefetch(node_code(g, nb))
         for j in range(fresh_n):
             nb = s.fresh[j]
             if j + 1 < fresh_n:
-                prefetch_vector(g, s.fresh[j + 1])
-            d = dist(q, node_vector(g, nb), g.dim)
+                prefetch_code(g, s.fresh[j + 1])
+            d = node_distance(g, q, nb)
             if s.results.size < ef or d < bound:
                 rc |= heap_push(&s.candidates, -d, nb)
                 if s.candidates.items[0].node == nb:
@@ -427,8 +442,9 @@ cdef int search_layer(const Graph *g, Scratch *s, const float *q, uint32_t entry
     return -1 if rc != 0 else 0
 
 cdef size_t drain_results(const Graph *g, Scratch *s, size_t k, uint64_t *labels,
-                          float *distances) noexcept nogil:
-    """Write the best k of s.results ascending; returns how many were written."""
+                          float *distances, bint walk_units=False) noexcept nogil:
+    """Write the best k of s.results ascending; returns how many were written.
+    `walk_units`: the keys are walk distances, reported in the metric's units."""
     cdef size_t n, i
     while s.results.size > k:
         heap_pop(&s.results)
@@ -437,7 +453,7 @@ cdef size_t drain_results(const Graph *g, Scratch *s, size_t k, uint64_t *labels
     while i > 0:
         i -= 1
         labels[i] = node_label(g, s.results.items[0].node)
-        distances[i] = s.results.items[0].key
+        distances[i] = reported_distance(g, s.results.items[0].key) if walk_units else s.results.items[0].key
         heap_pop(&s.results)
     return n
 
@@ -448,16 +464,15 @@ cdef inline void offer(Heap *h, size_t k, float d, uint32_t node) noexcept nogil
         heap_pop(h)
         heap_push(h, d, node)
 
-cdef size_t exact_scan(const Graph *g, Scratch *s, const float *q, size_t k, const uint8_t *allowed,
-                       size_t allowed_bytes, uint64_t *labels, float *distances,
-                       vj_dist_fn dist) noexcept nogil:
-    """Brute force over the live nodes (or only the allowed labels)."""
+cdef int exact_scan(const Graph *g, Scratch *s, const Query *q, size_t k, const uint8_t *allowed,
+                    size_t allowed_bytes) noexcept nogil:
+    """Brute force over the live nodes (or only the allowed labels) into s.results. -1 on OOM."""
     cdef size_t node, b, bit
     cdef int64_t found
     cdef uint8_t byte
     s.results.size = 0
     if heap_reserve(&s.results, k + 1) != 0:
-        return 0
+        return -1
     if allowed != NULL:
         for b in range(allowed_bytes):
             byte = allowed[b]
@@ -469,12 +484,50 @@ cdef size_t exact_scan(const Graph *g, Scratch *s, const float *q, size_t k, con
                 else:
                     found = find_node(g, b * 8 + bit)
                 if found >= 0 and not node_deleted(g, <size_t> found):
-                    offer(&s.results, k, dist(q, node_vector(g, <size_t> found), g.dim), <uint32_t> found)
+                    offer(&s.results, k, node_distance(g, q, <size_t> found), <uint32_t> found)
     else:
         for node in range(g.count):
             if not node_deleted(g, node):
-                offer(&s.results, k, dist(q, node_vector(g, node), g.dim), <uint32_t> node)
-    return drain_results(g, s, k, labels, distances)
+                offer(&s.results, k, node_distance(g, q, node), <uint32_t> node)
+    return 0
+
+cdef int rescore_results(const Graph *g, Scratch *s, const float *q, size_t k) noexcept nogil:
+    """Measure the candidates in s.results again, exactly, from their float32
+    vectors (only those rows are read), and keep the best k. -1 on OOM."""
+    cdef vj_dist_fn dist = metric_kernel(g.metric)
+    cdef size_t i, n = s.results.size, offset, row_bytes = g.dim * sizeof(float)
+    cdef const char *row
+    cdef float *grown
+    if heap_reserve(&s.sorted, n + 1) != 0:
+        return -1
+    memcpy(s.sorted.items, s.results.items, n * sizeof(HeapItem))
+    if g.vector_fd >= 0:
+        # pread, not the memory map: a touched map counts in RSS, and the kernel maps
+        # whole (large) folios around each row, so a few rows would map most of the file
+        if s.rows_capacity < n:
+            grown = <float *> realloc(s.rows, n * row_bytes)
+            if grown == NULL:
+                return -1
+            s.rows = grown
+            s.rows_capacity = n
+        s.results.size = 0
+        for i in range(n):
+            row = <const char *> node_vector(g, s.sorted.items[i].node)
+            if pread(g.vector_fd, s.rows + i * g.dim, row_bytes,
+                     <off_t> (s.sorted.items[i].node * row_bytes)) == <ssize_t> row_bytes:
+                row = <const char *> (s.rows + i * g.dim)
+            offer(&s.results, k, dist(q, <const float *> row, g.dim), s.sorted.items[i].node)
+        return 0
+    for i in range(n):  # the rows may come from disk: ask for all of them first
+        __builtin_prefetch(node_vector(g, s.sorted.items[i].node))
+    s.results.size = 0
+    for i in range(n):
+        if i + 1 < n:
+            row = <const char *> node_vector(g, s.sorted.items[i + 1].node)
+            for offset in range(64, g.dim * sizeof(float), 64):
+                __builtin_prefetch(row + offset)
+        offer(&s.results, k, dist(q, node_vector(g, s.sorted.items[i].node), g.dim), s.sorted.items[i].node)
+    return 0
 
 # Filters letting through less than 1/TWO_HOP_BELOW of the labels walk two hops.
 cdef enum:
@@ -502,40 +555,50 @@ cdef inline size_t filtered_beam(size_t ef, size_t k, size_t allowed_count, size
     return beam if beam > k else k
 
 
-cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const float *q, size_t k, size_t ef,
-                           const uint8_t *allowed, size_t allowed_bytes, size_t allowed_count,
-                           size_t exact_limit, uint64_t *labels, float *distances) noexcept nogil:
+cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const Query *q, const float *exact, size_t k,
+                           size_t pool, size_t ef, const uint8_t *allowed, size_t allowed_bytes,
+                           size_t allowed_count, size_t exact_limit, uint64_t *labels,
+                           float *distances) noexcept nogil:
     """k nearest live (and allowed) labels of q, ascending; -1 on OOM.
 
-    Small allowed sets go straight to an exact scan; when the graph walk finds
-    fewer than k although at least k exist, the exact scan supplies them.
+    The walk keeps the best `pool` (>= k) by the codes' distance; with `exact`
+    (the float32 query) those are measured again from the float32 vectors and
+    the best k kept (rescoring). Small allowed sets go straight to a scan;
+    when the graph walk finds fewer than k although at least k exist, the
+    scan supplies them.
     """
-    cdef vj_dist_fn dist = metric_kernel(g.metric)
     cdef size_t available = g.label_count
-    cdef size_t found
     cdef uint32_t entry
     # An insert links nodes beside searches (under the read lock): read lists
     # under node locks then. Linking cannot start during this search (placing
     # nodes first takes the lock exclusively), so one look at the start holds.
     cdef bint locked = __atomic_load_n(&g.linking, __ATOMIC_ACQUIRE) != 0
     cdef bint two_hop
+    if pool < k:
+        pool = k
     if allowed != NULL and allowed_count < available:
         available = allowed_count
     if available == 0 or g.entry_point < 0 or k == 0:
         return 0
     if allowed != NULL and allowed_count <= exact_limit:
-        return <Py_ssize_t> exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances, dist)
-    entry = greedy_descent(g, s, q, <uint32_t> g.entry_point, g.max_level, 1, locked, dist)
-    two_hop = allowed != NULL and allowed_count * TWO_HOP_BELOW < g.label_count
-    if allowed != NULL and allowed_count < g.label_count:
-        ef = filtered_beam(ef, k, allowed_count, g.label_count, two_hop)
-    if search_layer(g, s, q, entry, ef if ef > k else k, 0, allowed, allowed_bytes, -1, locked, dist,
-                    two_hop) != 0:
+        if exact_scan(g, s, q, pool, allowed, allowed_bytes) != 0:
+            return -1
+    else:
+        entry = greedy_descent(g, s, q, <uint32_t> g.entry_point, g.max_level, 1, locked)
+        two_hop = allowed != NULL and allowed_count * TWO_HOP_BELOW < g.label_count
+        if allowed != NULL and allowed_count < g.label_count:
+            ef = filtered_beam(ef, pool, allowed_count, g.label_count, two_hop)
+        if search_layer(g, s, q, entry, ef if ef > pool else pool, 0, allowed, allowed_bytes, -1, locked,
+                        two_hop) != 0:
+            return -1
+        while s.results.size > pool:
+            heap_pop(&s.results)
+        if s.results.size < k and s.results.size < available:
+            if exact_scan(g, s, q, pool, allowed, allowed_bytes) != 0:
+                return -1
+    if exact != NULL and rescore_results(g, s, exact, k) != 0:
         return -1
-    found = drain_results(g, s, k, labels, distances)
-    if found < k and found < available:
-        found = exact_scan(g, s, q, k, allowed, allowed_bytes, labels, distances, dist)
-    return <Py_ssize_t> found
+    return <Py_ssize_t> drain_results(g, s, k, labels, distances, exact == NULL)
 
 
 # ---------------------------------------------------------------- insert
@@ -552,19 +615,22 @@ cdef void sort_ascending(HeapItem *items, size_t n) noexcept nogil:
             j -= 1
         items[j] = x
 
-cdef size_t select_neighbours(const Graph *g, const HeapItem *candidates, size_t n, size_t m,
-                              HeapItem *chosen, vj_dist_fn dist) noexcept nogil:
+cdef size_t select_neighbours(const Graph *g, Scratch *s, const HeapItem *candidates, size_t n, size_t m,
+                              HeapItem *chosen) noexcept nogil:
     """The paper's heuristic: walking candidates from the closest, keep one only
     if it is closer to the base than to every neighbour already kept. This
     spreads links across directions instead of clustering them."""
     cdef size_t i, j, kept = 0
     cdef bint diverse
+    cdef Query candidate
     for i in range(n):
         if kept >= m:
             break
         diverse = True
+        if kept > 0:
+            prepare_node(g, candidates[i].node, s.prepared_node, &candidate)
         for j in range(kept):
-            if dist(node_vector(g, candidates[i].node), node_vector(g, chosen[j].node), g.dim) < candidates[i].key:
+            if node_distance(g, &candidate, chosen[j].node) < candidates[i].key:
                 diverse = False
                 break
         if diverse:
@@ -572,12 +638,11 @@ cdef size_t select_neighbours(const Graph *g, const HeapItem *candidates, size_t
             kept += 1
     return kept
 
-cdef int link_back(Graph *g, Scratch *s, uint32_t target, uint32_t node, int level,
-                   vj_dist_fn dist) noexcept nogil:
+cdef int link_back(Graph *g, Scratch *s, uint32_t target, uint32_t node, int level) noexcept nogil:
     """Add node to target's list at level, pruning with the heuristic when full."""
     cdef uint32_t *links
     cdef size_t n, j, limit = max_links(g, level), kept
-    cdef const float *base
+    cdef Query base
     vj_spin_lock(&g.node_locks[target])
     links = node_links(g, target, level)
     if links == NULL:
@@ -598,21 +663,22 @@ cdef int link_back(Graph *g, Scratch *s, uint32_t target, uint32_t node, int lev
     if heap_reserve(&s.sorted, limit + 1) != 0 or heap_reserve(&s.selected, limit + 1) != 0:
         vj_spin_unlock(&g.node_locks[target])
         return -1
-    base = node_vector(g, target)
+    # base is done with before select_neighbours reuses s.prepared_node
+    prepare_node(g, target, s.prepared_node, &base)
     for j in range(n):
         s.sorted.items[j].node = links[j + 1]
-        s.sorted.items[j].key = dist(base, node_vector(g, links[j + 1]), g.dim)
+        s.sorted.items[j].key = node_distance(g, &base, links[j + 1])
     s.sorted.items[n].node = node
-    s.sorted.items[n].key = dist(base, node_vector(g, node), g.dim)
+    s.sorted.items[n].key = node_distance(g, &base, node)
     sort_ascending(s.sorted.items, n + 1)
-    kept = select_neighbours(g, s.sorted.items, n + 1, limit, s.selected.items, dist)
+    kept = select_neighbours(g, s, s.sorted.items, n + 1, limit, s.selected.items)
     for j in range(kept):
         links[j + 1] = s.selected.items[j].node
     links[0] = <uint32_t> kept
     vj_spin_unlock(&g.node_locks[target])
     return 0
 
-cdef int connect_level(Graph *g, Scratch *s, uint32_t node, int level, vj_dist_fn dist) noexcept nogil:
+cdef int connect_level(Graph *g, Scratch *s, uint32_t node, int level) noexcept nogil:
     """Give node its links at level from s.results, and link back to them."""
     cdef size_t n = s.results.size, kept, j
     cdef uint32_t *links
@@ -620,7 +686,7 @@ cdef int connect_level(Graph *g, Scratch *s, uint32_t node, int level, vj_dist_f
         return -1
     memcpy(s.sorted.items, s.results.items, n * sizeof(HeapItem))
     sort_ascending(s.sorted.items, n)
-    kept = select_neighbours(g, s.sorted.items, n, g.M, s.selected.items, dist)
+    kept = select_neighbours(g, s, s.sorted.items, n, g.M, s.selected.items)
     vj_spin_lock(&g.node_locks[node])
     links = node_links(g, node, level)
     for j in range(kept):
@@ -631,7 +697,7 @@ cdef int connect_level(Graph *g, Scratch *s, uint32_t node, int level, vj_dist_f
     for j in range(kept):
         s.link_copy[j] = s.selected.items[j].node
     for j in range(kept):
-        if link_back(g, s, s.link_copy[j], node, level, dist) != 0:
+        if link_back(g, s, s.link_copy[j], node, level) != 0:
             return -1
     return 0
 
@@ -641,13 +707,13 @@ cdef int insert_node(Graph *g, Scratch *s, uint32_t node) noexcept nogil:
     Also re-links a node whose vector was replaced: it is excluded from its own
     candidate lists and its old lists are overwritten. -1 on OOM.
     """
-    cdef vj_dist_fn dist = metric_kernel(g.metric)
     cdef int level = g.levels[node], top, lv
     cdef bint raises_top
     cdef int64_t entry
     cdef uint32_t current
-    cdef const float *q = node_vector(g, node)
+    cdef Query q
     cdef int rc = 0
+    prepare_node(g, node, s.prepared, &q)
 
     pthread_mutex_lock(&g.entry_lock)
     entry = g.entry_point
@@ -664,15 +730,15 @@ cdef int insert_node(Graph *g, Scratch *s, uint32_t node) noexcept nogil:
 
     current = <uint32_t> entry
     if top > level:
-        current = greedy_descent(g, s, q, current, top, level + 1, True, dist)
+        current = greedy_descent(g, s, &q, current, top, level + 1, True)
     lv = level if level < top else top
     while lv >= 0:
-        if search_layer(g, s, q, current, g.ef_construction, lv, NULL, 0, node, True, dist) != 0:
+        if search_layer(g, s, &q, current, g.ef_construction, lv, NULL, 0, node, True) != 0:
             rc = -1
             break
         if s.results.size > 0:
             current = closest_result(s)
-            if connect_level(g, s, node, lv, dist) != 0:
+            if connect_level(g, s, node, lv) != 0:
                 rc = -1
                 break
         lv -= 1
@@ -708,6 +774,8 @@ cdef struct SearchJob:
     Graph *graph
     const float *queries
     size_t k
+    size_t pool            # candidates kept by the walk (>= k)
+    bint rescore
     size_t ef
     const uint8_t *allowed
     size_t allowed_bytes
@@ -726,10 +794,13 @@ cdef void search_task(void *ctx, size_t item, int worker) noexcept nogil:
     cdef uint64_t *labels = job.labels + item * job.k
     cdef float *distances = job.distances + item * job.k
     cdef Py_ssize_t found, j
+    cdef Query query
     if g.metric == METRIC_COSINE:
         normalise_into(q, s.query, g.dim)
         q = s.query
-    found = knn_search(g, s, q, job.k, job.ef, job.allowed, job.allowed_bytes,
+    prepare_query(g, q, s.prepared, &query)
+    found = knn_search(g, s, &query, q if job.rescore else NULL, job.k, job.pool, job.ef,
+                       job.allowed, job.allowed_bytes,
                        job.allowed_count, job.exact_limit, labels, distances)
     if found < 0:
         job.failed = 1

@@ -1,6 +1,7 @@
 # The index file: a checksummed header, then sections.
 #
 #   [header, 256 bytes] ... [level-0 records] ... [label table] [upper lists] [free slots]
+#   ... [codes] [quantization parameters]          (format 4, compact kinds only)
 #
 # The level-0 records and the label table start on 64 KiB boundaries (a
 # multiple of every common page size) and load by mmap (MAP_PRIVATE: edits
@@ -11,12 +12,17 @@
 # written empty. The upper lists (about 1/M of the nodes) and the free-slot list
 # are small and parsed with full validation. Every section has a checksum;
 # the header's own checksum covers its first 248 bytes.
+# Format 4 adds the storage kind: a compact kind's codes (count * code_size
+# bytes, on a 64 KiB boundary, memory-mapped like the records) and its learnt
+# parameters (float32) follow the free slots; files of formats 2 and 3 have
+# zeros there and load as float32.
 
 import struct as _struct
 
 _MAGIC = b"VJHNSW\x00\x01"
-FORMAT_VERSION = 3  # 2: identity labels without a table; 3: packed level 0 (external vectors)
+FORMAT_VERSION = 4  # 2: identity labels without a table; 3: packed level 0 (external vectors); 4: kinds
 _PACKED_SINCE = 3
+_KINDS_SINCE = 4
 _SECTION_ALIGN = 65536
 _HEADER_SIZE = 256
 _HEADER_FIELDS = (
@@ -29,6 +35,8 @@ _HEADER_FIELDS = (
     ("upper_offset", "Q"), ("upper_bytes", "Q"), ("upper_hash", "Q"),
     ("free_offset", "Q"), ("free_bytes", "Q"), ("free_hash", "Q"),
     ("labels_are_nodes", "I"), ("external_vectors", "I"),
+    ("kind", "I"), ("params_bytes", "I"), ("codes_offset", "Q"), ("codes_bytes", "Q"), ("codes_hash", "Q"),
+    ("params_hash", "Q"),
 )
 _HEADER = _struct.Struct("<" + "".join(f for _, f in _HEADER_FIELDS))
 _HEADER_HASHED = _HEADER_SIZE - 8
@@ -166,17 +174,21 @@ cdef void unpack_task(void *ctx, size_t item, int worker) noexcept nogil:
 cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
     cdef Graph *g = index.g
     cdef bint packed = g.external_vectors
+    cdef size_t codes_bytes = g.count * g.code_size if g.kind != KIND_FLOAT32 else 0
     level0 = pack_level0(g) if packed else raw_view(g.level0, g.count * g.record_size)
     cdef size_t level0_bytes = len(level0)
     upper = pack_upper(g)
     free_list = bytes(raw_view(g.free_nodes, g.n_free * 4))
+    params = (bytes(raw_view(g.quant_params, kind_param_count(g.kind, g.dim) * sizeof(float)))
+              if index._trained else b"")
     fields = {
-        "magic": _MAGIC, "version": _PACKED_SINCE if packed else 2, "header_size": _HEADER_SIZE,
+        "magic": _MAGIC, "version": FORMAT_VERSION, "header_size": _HEADER_SIZE,
         "dim": g.dim, "metric": g.metric, "M": g.M, "M0": g.M0,
         "ef_construction": g.ef_construction, "record_size": g.record_size,
         "vec_offset": g.vec_offset, "max_level": g.max_level, "entry_point": g.entry_point,
         "count": g.count, "n_deleted": g.n_deleted, "label_count": g.label_count, "rng": g.rng,
         "labels_are_nodes": int(g.labels_are_nodes), "external_vectors": int(g.external_vectors),
+        "kind": g.kind, "params_bytes": len(params),
     }
     # identity labels need no table: write an empty one of the minimum size
     labels = (bytes(raw_view(g.labels, g.label_slots * sizeof(LabelSlot))) if not g.labels_are_nodes
@@ -189,6 +201,13 @@ cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
     fields["upper_bytes"] = len(upper)
     fields["free_offset"] = fields["upper_offset"] + len(upper)
     fields["free_bytes"] = len(free_list)
+    fields["codes_offset"] = _align(fields["free_offset"] + len(free_list))
+    fields["codes_bytes"] = codes_bytes
+    cdef uint64_t codes_hash
+    with nogil:
+        codes_hash = section_hash(g.codes if codes_bytes else NULL, codes_bytes)
+    fields["codes_hash"] = codes_hash
+    fields["params_hash"] = _checksum_bytes(params)
     if packed:
         fields["level0_hash"] = _checksum_bytes(level0)
     else:
@@ -212,6 +231,10 @@ cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
             f.write(labels)
             f.write(upper)
             f.write(free_list)
+            f.seek(fields["codes_offset"])
+            if codes_bytes:
+                f.write(raw_view(g.codes, codes_bytes))
+            f.write(params)
             f.flush()
             if durable:
                 os.fsync(f.fileno())
@@ -270,13 +293,12 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
         bad("invalid link limits in header")
     if h["external_vectors"] not in (0, 1) or h["labels_are_nodes"] not in (0, 1):
         bad("invalid flags in header")
-    if h["external_vectors"]:
-        vec_offset, record_size = 0, round_up(OFF_LINKS + (h["M0"] + 1) * 4, 16)
-        if not h["labels_are_nodes"]:
-            bad("external vectors need every label to be its node")
-    else:
-        vec_offset = round_up(OFF_LINKS + (h["M0"] + 1) * 4, 32)
-        record_size = round_up(vec_offset + 4 * h["dim"], 32)
+    if h["external_vectors"] and not h["labels_are_nodes"]:
+        bad("external vectors need every label to be its node")
+    if h["kind"] not in _KIND_NAMES:
+        bad("unknown storage kind")
+    in_records = not h["external_vectors"] and h["kind"] == KIND_FLOAT32
+    vec_offset, record_size = vector_offset(h["M0"], in_records), record_bytes(h["M0"], h["dim"], in_records)
     if h["vec_offset"] != vec_offset or h["record_size"] != record_size:
         bad("record layout does not match the parameters")
     count = h["count"]
@@ -290,9 +312,17 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
     if (h["labels_bytes"] % sizeof(LabelSlot) or slots < LABELMAP_MIN_SLOTS or slots & (slots - 1)
             or h["label_count"] * 2 > slots and not h["labels_are_nodes"]):
         bad("invalid label table size")
-    if h["version"] >= _PACKED_SINCE:
-        if not h["external_vectors"]:
-            bad("a packed level 0 needs external vectors")
+    code_bytes = h["count"] * kind_code_size(h["kind"], h["dim"]) if h["kind"] != KIND_FLOAT32 else 0
+    if h["codes_bytes"] != code_bytes or h["params_bytes"] not in (0, 4 * kind_param_count(h["kind"], h["dim"])):
+        bad("the code section does not match the counts")
+    if kind_param_count(h["kind"], h["dim"]) and h["params_bytes"] == 0 and h["count"] > 0:
+        bad("codes without their quantization parameters")
+    if h["codes_offset"] % _SECTION_ALIGN or (h["codes_bytes"] + h["params_bytes"] and
+                                              h["codes_offset"] + h["codes_bytes"] + h["params_bytes"] > file_size):
+        bad("truncated: the codes section ends past the end of the file")
+    if h["version"] == _PACKED_SINCE and not h["external_vectors"]:
+        bad("a packed level 0 needs external vectors")
+    if h["version"] >= _PACKED_SINCE and h["external_vectors"]:
         if count and h["level0_bytes"] < (count + 7) // 8 + count * count_width(h["M0"]):
             bad("section sizes do not match the counts")
     elif h["level0_bytes"] != count * h["record_size"]:
@@ -331,8 +361,10 @@ cdef object read_index_file(str path, bint verify, object ef_search):
         if _checksum_bytes(upper) != h["upper_hash"] or _checksum_bytes(free_list) != h["free_hash"]:
             raise CorruptionError(f"{path}: checksum mismatch in the upper-level or free-slot section")
         index = HNSWIndex(h["dim"], _METRIC_NAMES[h["metric"]], h["M"], h["ef_construction"],
-                          capacity=0, ef_search=ef_search, external_vectors=h["external_vectors"] == 1)
+                          capacity=0, ef_search=ef_search, external_vectors=h["external_vectors"] == 1,
+                          quantization=_KIND_NAMES[h["kind"]])
         attach_sections(index, path, f.fileno(), h, upper, free_list, verify)
+        attach_codes(index, path, f.fileno(), h, verify)
     return index
 
 
@@ -348,7 +380,7 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
     if g.levels == NULL or g.upper == NULL or g.node_locks == NULL:
         raise MemoryError()
     g.capacity = count
-    if count > 0 and h["version"] >= _PACKED_SINCE:
+    if count > 0 and h["version"] >= _PACKED_SINCE and h["external_vectors"]:
         unpack_into(g, path, fd, h)
     elif count > 0:
         g.level0 = <char *> map_section(path, fd, h["level0_offset"], h["level0_bytes"])
@@ -367,7 +399,7 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
     g.max_level = h["max_level"]
     if section_hash(g.labels, g.labels_bytes) != h["labels_hash"]:
         raise CorruptionError(f"{path}: checksum mismatch in the label table")
-    if verify and h["version"] < _PACKED_SINCE and section_hash(g.level0, h["level0_bytes"]) != h["level0_hash"]:
+    if verify and g.level0_from_file and section_hash(g.level0, h["level0_bytes"]) != h["level0_hash"]:
         raise CorruptionError(f"{path}: checksum mismatch in the level-0 records")
     parse_upper(g, path, upper)
     cdef const uint32_t[::1] free_view
@@ -378,6 +410,31 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
                 raise CorruptionError(f"{path}: invalid free-slot list")
     if count > 0 and g.levels[g.entry_point] != g.max_level:
         raise CorruptionError(f"{path}: entry point is not on the top level")
+
+
+cdef void attach_codes(HNSWIndex index, str path, int fd, dict h, bint verify) except *:
+    """Map a compact kind's codes (checksummed with `verify`) and load its parameters."""
+    cdef Graph *g = index.g
+    cdef size_t nbytes = h["codes_bytes"], i
+    if h["kind"] == KIND_FLOAT32:
+        return
+    params = os.pread(fd, h["params_bytes"], h["codes_offset"] + nbytes) if h["params_bytes"] else b""
+    if len(params) != h["params_bytes"] or _checksum_bytes(params) != h["params_hash"]:
+        raise CorruptionError(f"{path}: checksum mismatch in the quantization parameters")
+    if params:
+        pv = np.frombuffer(params, dtype=np.float32)
+        if not np.all(np.isfinite(pv)):
+            raise CorruptionError(f"{path}: invalid quantization parameters")
+        for i in range(<size_t> pv.shape[0]):
+            g.quant_params[i] = pv[i]
+        index._trained = True
+    if nbytes == 0:
+        return
+    g.codes = <char *> map_section(path, fd, h["codes_offset"], nbytes)
+    g.codes_bytes = nbytes
+    g.code_stride = g.code_size
+    if verify and section_hash(g.codes, nbytes) != h["codes_hash"]:
+        raise CorruptionError(f"{path}: checksum mismatch in the codes")
 
 
 cdef void unpack_into(Graph *g, str path, int fd, dict h) except *:

@@ -1,12 +1,17 @@
 # Declarations of the small C headers the core is built on.
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint16_t, uint64_t
 
 cdef extern from "simd.h" nogil:
     ctypedef float (*vj_dist_fn)(const float *a, const float *b, size_t n)
+    ctypedef float (*vj_code_fn)(const void *query, const void *code, size_t dim)
     ctypedef struct vj_kernels:
         int level
         vj_dist_fn l2sq
         vj_dist_fn ipdist
+        vj_code_fn l2sq_f16
+        vj_code_fn ipdist_f16
+        vj_code_fn dot_u8
+        vj_code_fn hamming
     vj_kernels vj_active
     int vj_simd_ready
     int VJ_SIMD_SCALAR, VJ_SIMD_AVX2, VJ_SIMD_AVX512, VJ_SIMD_NEON
@@ -15,6 +20,8 @@ cdef extern from "simd.h" nogil:
     const char *vj_simd_name(int level)
     int vj_simd_set(int level)
     void vj_simd_init()
+    float vj_half_to_float(uint16_t h)
+    uint16_t vj_float_to_half(float f)
     float vj_l2sq_scalar(const float *a, const float *b, size_t n)
     float vj_ipdist_scalar(const float *a, const float *b, size_t n)
 

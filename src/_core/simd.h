@@ -1,4 +1,5 @@
-/* Distance kernels for float32 vectors, with runtime CPU dispatch.
+/* Distance kernels for float32 vectors (and, in simd_codes.h, for the compact
+ * storage kinds), with runtime CPU dispatch.
  *
  * Built without -march=native: the AVX2+FMA and AVX-512 variants are compiled
  * with per-function target attributes and chosen at run time from CPUID, so one
@@ -162,15 +163,23 @@ static float vj_ipdist_avx512(const float *a, const float *b, size_t n) {
 #if VJ_HAVE_NEON
 #include "simd_neon.h"
 #endif
+#include "simd_codes.h"  /* float16, int8 and binary codes */
 
 /* ---- dispatch ---- */
 typedef struct {
     int level;
     vj_dist_fn l2sq;
     vj_dist_fn ipdist;
+    vj_code_fn l2sq_f16;    /* float32 query, float16 code */
+    vj_code_fn ipdist_f16;
+    vj_code_fn dot_u8;      /* float32 query, uint8 code */
+    vj_code_fn hamming;     /* bits, bits */
 } vj_kernels;
 
-static vj_kernels vj_active = {VJ_SIMD_SCALAR, vj_l2sq_scalar, vj_ipdist_scalar};
+#define VJ_SCALAR_KERNELS {VJ_SIMD_SCALAR, vj_l2sq_scalar, vj_ipdist_scalar, vj_l2sq_f16_scalar, \
+                           vj_ipdist_f16_scalar, vj_dot_u8_scalar, vj_hamming_scalar}
+
+static vj_kernels vj_active = VJ_SCALAR_KERNELS;
 static int vj_simd_ready = 0;
 
 /* 1 when this CPU can run the kernels of `level` (CPUID on x86; AdvSIMD is
@@ -207,10 +216,17 @@ static const char *vj_simd_name(int level) {
 /* Select a kernel family; returns 0, or -1 when the CPU lacks it. */
 static int vj_simd_set(int level) {
     if (level < VJ_SIMD_SCALAR || level >= VJ_SIMD_LEVELS || !vj_simd_supported(level)) return -1;
-    vj_kernels k = {VJ_SIMD_SCALAR, vj_l2sq_scalar, vj_ipdist_scalar};
+    vj_kernels k = VJ_SCALAR_KERNELS;  /* the compact kinds stay scalar where no wider kernel exists */
 #if VJ_HAVE_X86_DISPATCH
-    if (level == VJ_SIMD_AVX2) { k.level = level; k.l2sq = vj_l2sq_avx2; k.ipdist = vj_ipdist_avx2; }
-    if (level == VJ_SIMD_AVX512) { k.level = level; k.l2sq = vj_l2sq_avx512; k.ipdist = vj_ipdist_avx512; }
+    if (level == VJ_SIMD_AVX2 || level == VJ_SIMD_AVX512) {
+        k.level = level; k.l2sq = vj_l2sq_avx2; k.ipdist = vj_ipdist_avx2; k.dot_u8 = vj_dot_u8_avx2;
+        if (__builtin_cpu_supports("f16c")) { k.l2sq_f16 = vj_l2sq_f16_avx2; k.ipdist_f16 = vj_ipdist_f16_avx2; }
+        if (__builtin_cpu_supports("popcnt")) k.hamming = vj_hamming_popcnt;
+    }
+    if (level == VJ_SIMD_AVX512) {
+        k.l2sq = vj_l2sq_avx512; k.ipdist = vj_ipdist_avx512; k.dot_u8 = vj_dot_u8_avx512;
+        k.l2sq_f16 = vj_l2sq_f16_avx512; k.ipdist_f16 = vj_ipdist_f16_avx512;
+    }
 #endif
 #if VJ_HAVE_NEON
     if (level == VJ_SIMD_NEON) { k.level = level; k.l2sq = vj_l2sq_neon; k.ipdist = vj_ipdist_neon; }

@@ -14,6 +14,9 @@ import numpy.typing as npt
 NO_LABEL: int
 #: The version of the index file format this build writes and reads.
 FORMAT_VERSION: int
+#: Candidates rescored per result by default, per storage kind code (0 float32,
+#: 1 float16, 2 int8, 3 binary).
+DEFAULT_OVERSAMPLE: dict[int, float]
 
 # ---------------------------------------------------------------- SIMD control
 
@@ -49,6 +52,7 @@ def normalise(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """Rows scaled to unit length, as stored under "cosine" (a zero row raises)."""
 
 def _kernel_distance(a: npt.ArrayLike, b: npt.ArrayLike, metric: str = "l2") -> float: ...
+def _code_distance(query: npt.ArrayLike, code: npt.ArrayLike, kind: str, metric: str = "l2") -> float: ...
 def _checksum(data: bytes | bytearray | memoryview, seed: int = 0) -> int: ...
 
 # ---------------------------------------------------------------- allow-sets
@@ -93,7 +97,27 @@ class HNSWIndex:
         seed: int = 100,
         ef_search: int = 64,
         external_vectors: bool = False,
+        quantization: str | None = None,
     ) -> None: ...
+    @property
+    def quantization(self) -> str | None:
+        """The storage kind the walk reads: None (float32), "float16", "int8" or "binary"."""
+    @property
+    def code_size(self) -> int:
+        """Bytes per vector the graph walk reads (its code)."""
+    @property
+    def ram_bytes_per_vector(self) -> int:
+        """Bytes per node the graph walk reads: its level-0 record and its code."""
+    @property
+    def trained(self) -> bool:
+        """Whether the storage kind is ready to encode."""
+    @property
+    def quantization_params(self) -> npt.NDArray[np.float32] | None:
+        """The learnt parameters (int8: lo then step per dimension; binary: thresholds)."""
+    def train(self, sample: npt.ArrayLike) -> None:
+        """Learn a compact kind's parameters from sample rows (empty index only)."""
+    def rescore_from_file(self, fd: int) -> None:
+        """Rescoring preads float32 row i at byte i * 4 * dim of this file (-1: the map)."""
     @property
     def external_vectors(self) -> bool:
         """True when node i's vector is row i of an attached array."""
@@ -144,6 +168,8 @@ class HNSWIndex:
         ef_search: int | None = None,
         allowed: _Allowed | None = None,
         allowed_count: int | None = None,
+        rescore: bool | None = None,
+        oversample: float | None = None,
     ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
         """The k nearest labels to one query: ``(labels, distances)``, ascending."""
     def search_results(
@@ -156,6 +182,8 @@ class HNSWIndex:
         metadata: list[Any] | None,
         texts: list[Any] | None,
         similarity: bool,
+        rescore: bool | None = None,
+        oversample: float | None = None,
     ) -> list[SearchResult]:
         """search() fused with building SearchResult objects (``names[label]`` is the id)."""
     def search_batch(
@@ -166,6 +194,8 @@ class HNSWIndex:
         allowed: _Allowed | None = None,
         num_threads: int | None = None,
         allowed_count: int | None = None,
+        rescore: bool | None = None,
+        oversample: float | None = None,
     ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
         """k nearest labels per query row, (m, k) each, padded with NO_LABEL and inf."""
     def get_vectors(self, labels: npt.ArrayLike) -> npt.NDArray[np.float32]:

@@ -66,6 +66,8 @@ def attach_vectors(graph: _core.HNSWIndex, vectors: VectorFile) -> None:
         vectors.on_remap = graph.attach_vectors
         if vectors.capacity_rows() > 0:
             graph.attach_vectors(vectors.view(vectors.capacity_rows()))
+        if graph.quantization is not None:  # codes in RAM; the float32 rows only read to rescore
+            graph.rescore_from_file(vectors.fileno())
 
 
 def link_rows(graph: _core.HNSWIndex, vectors: VectorFile, rows: np.ndarray,

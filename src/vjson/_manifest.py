@@ -11,7 +11,9 @@ Fields: ``format`` (the oldest vjson format able to read the folder),
 ``log``, ``snapshot``, ``graph``, ``filters`` (None before the first
 checkpoint) and ``text``; ``rows`` and ``seq`` (rows and last log sequence
 number the checkpoint holds); ``snapshot_bytes``; ``external_vectors`` (the
-graph reads vectors from the vector file; False in format 1).
+graph reads vectors from the vector file; False in format 1); ``quantization``
+(what the graph walk reads: None or absent for float32, "float16", "int8",
+"binary").
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ NAME = "MANIFEST.json"
 #: 3: log frames carry a header checksum (vjson._logformat).
 FORMAT_VERSION = 3
 METRICS = ("cosine", "l2", "ip")
+#: What the graph walk reads (None: the float32 vectors themselves); see HNSWIndex.
+QUANTIZATIONS = (None, "float16", "int8", "binary")
 #: The manifest fields naming files; any other file of these kinds in the folder is a leftover.
 FILE_KINDS = ("vectors", "log", "snapshot", "graph", "filters", "text")
 
@@ -40,14 +44,15 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def new(dimension: int, metric: str, M: int, ef_construction: int, tokenizer: str) -> dict[str, Any]:
+def new(dimension: int, metric: str, M: int, ef_construction: int, tokenizer: str,
+        quantization: str | None = None) -> dict[str, Any]:
     """The manifest of an empty database (files vectors-0.f32, log-0.vjl, text-0)."""
     return {
         "format": FORMAT_VERSION, "dimension": dimension, "metric": metric, "M": M,
         "ef_construction": ef_construction, "tokenizer": tokenizer,
         "generation": 0, "checkpoint": 0, "vectors": "vectors-0.f32", "text": "text-0",
         "log": "log-0.vjl", "snapshot": None, "graph": None, "filters": None, "rows": 0, "seq": 0,
-        "external_vectors": True,
+        "external_vectors": True, "quantization": quantization,
     }
 
 
@@ -81,6 +86,8 @@ def parse(raw: bytes, path: Path) -> dict[str, Any]:
            if key not in m or not isinstance(m[key], types) or isinstance(m[key], bool)]
     if not bad and m["metric"] not in METRICS:
         bad = ["metric"]
+    if not bad and m.get("quantization") not in QUANTIZATIONS:
+        bad = ["quantization"]
     if bad:
         raise CorruptionError(f"{path}: damaged manifest (missing or invalid {bad})")
     return m

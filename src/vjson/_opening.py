@@ -97,10 +97,14 @@ def _open_graph(path: Path, m: dict, ef_search: int, max_elements: int | None) -
     if m["graph"] is None:
         return _core.HNSWIndex(m["dimension"], m["metric"], m["M"], m["ef_construction"],
                                capacity=max_elements or 1024, ef_search=ef_search,
-                               external_vectors=m.get("external_vectors", False))
+                               external_vectors=m.get("external_vectors", False),
+                               quantization=m.get("quantization"))
     graph = _core.HNSWIndex.load(path / m["graph"], ef_search=ef_search)
     if graph.external_vectors != m.get("external_vectors", False):
         raise CorruptionError(f"{path / m['graph']}: its vector layout disagrees with the manifest")
+    if graph.quantization != m.get("quantization"):
+        raise CorruptionError(f"{path / m['graph']}: stores {graph.quantization!r} codes, "
+                              f"the manifest says {m.get('quantization')!r}")
     if len(graph) != m["rows"] or graph.dim != m["dimension"]:
         raise CorruptionError(f"{path / m['graph']}: holds {len(graph)} vectors of dimension {graph.dim}, "
                               f"the manifest says {m['rows']} of {m['dimension']}")

@@ -665,6 +665,8 @@ def database_info(path: str | Path) -> dict[str, Any]:
     folder = Path(path)
     with _open_existing(str(folder)) as db:
         records = len(db)
+        graph_index = db._current().graph
+        ram_per_vector = graph_index.ram_bytes_per_vector
         manifest = _manifest(folder)
         log_stats = _log_stats(folder, manifest)
         graph = _graph_stats(folder, manifest)
@@ -672,11 +674,22 @@ def database_info(path: str | Path) -> dict[str, Any]:
         text = _text_stats(folder, manifest)
     rows = int(manifest.get("rows", 0)) + log_stats["rows_added"]
     files = _files(folder)
+    total_bytes = sum(f["bytes"] for f in files.values())
+    dim = int(manifest["dimension"])
     return {
         "path": str(folder.resolve()),
         "settings": {key: manifest.get(key) for key in
-                     ("format", "dimension", "metric", "M", "ef_construction", "tokenizer")},
+                     ("format", "dimension", "metric", "M", "ef_construction", "tokenizer",
+                      "quantization")},
         "checkpoint": manifest.get("checkpoint"),
+        "vectors": {
+            "quantization": manifest.get("quantization") or "float32",
+            # what searches keep in RAM per vector (graph record + code), what the
+            # float32 vector takes on disk, and every file's share per stored row
+            "ram_bytes_per_vector": ram_per_vector,
+            "float32_bytes_per_vector": 4 * dim,
+            "disk_bytes_per_vector": total_bytes / rows if rows else None,
+        },
         "records": records,
         "rows": rows,
         "retired_rows": rows - records,
@@ -685,7 +698,7 @@ def database_info(path: str | Path) -> dict[str, Any]:
         "filters": filters,
         "text": text,
         "files": files,
-        "total_bytes": sum(f["bytes"] for f in files.values()),
+        "total_bytes": total_bytes,
         "disk_bytes": sum(f["disk_bytes"] for f in files.values()),
     }
 
@@ -702,6 +715,11 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"ef_construction {s['ef_construction']}, tokenizer {s['tokenizer']}, format {s['format']}")
     print(f"records       {_count(info['records'])} ({_count(info['rows'])} rows stored; "
           f"{_count(info['retired_rows'])} deleted or replaced, reclaimed by 'vjson compact')")
+    v = info["vectors"]
+    rescored = ", read only to rescore" if v["quantization"] != "float32" else ""
+    per_row = f"; {v['disk_bytes_per_vector']:,.0f} B per row on disk in all" if v["disk_bytes_per_vector"] else ""
+    print(f"vectors       {v['quantization']}: {v['ram_bytes_per_vector']:,} B per vector in RAM (graph and codes), "
+          f"{v['float32_bytes_per_vector']:,} B float32 on disk{rescored}{per_row}")
     lg = info["log"]
     print(f"checkpoint    {info['checkpoint']}; {_count(lg['records'])} write records "
           f"({_count(lg['rows_added'])} rows, {_size(lg['bytes'])}) logged since")

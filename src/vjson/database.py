@@ -77,6 +77,7 @@ log = logging.getLogger("vjson")
 FORMAT_VERSION = _manifest.FORMAT_VERSION
 MANIFEST = _manifest.NAME
 METRICS = _manifest.METRICS
+QUANTIZATIONS = _manifest.QUANTIZATIONS
 DURABILITY = ("sync", "flush")
 INCLUDE_ALL = ("metadata", "text", "vector")
 _DEFAULT_INCLUDE = ("metadata", "text")
@@ -124,7 +125,7 @@ class VectorDB:
     def __init__(self, path: str | os.PathLike[str], dimension: int | None = None, metric: str = "cosine",
                  M: int = 16, ef_construction: int = 200, max_elements: int | None = None,
                  read_only: bool = False, durability: str = "sync", ef_search: int = 64,
-                 tokenizer: str = "en_stem") -> None:
+                 tokenizer: str = "en_stem", quantization: str | None = None) -> None:
         self._closed = True
         self._calls = CallGate(f"the database at {os.fspath(path)}")
         self._lock_file: FileLock | None = None
@@ -145,6 +146,8 @@ class VectorDB:
                                          or max_elements < 0):
             raise InvalidInputError(f"max_elements must be a non-negative int, got {max_elements!r}")
         check_k(ef_search)
+        if quantization not in QUANTIZATIONS:
+            raise InvalidInputError(f"quantization must be None or one of {QUANTIZATIONS[1:]}, got {quantization!r}")
         self.read_only = read_only
         self.durability = durability
         self._durable = durability == "sync"
@@ -167,8 +170,9 @@ class VectorDB:
             self._lock_file = FileLock(self.path / "LOCK", exclusive=True)
         try:
             if not manifest_path.exists():
-                self._create(dimension, metric, M, ef_construction, tokenizer)  # type: ignore[arg-type]
-            self._open(dimension, metric, max_elements)
+                self._create(dimension, metric, M, ef_construction, tokenizer,  # type: ignore[arg-type]
+                             quantization)
+            self._open(dimension, metric, max_elements, quantization)
         except BaseException:
             self._release_files()
             raise
@@ -176,13 +180,15 @@ class VectorDB:
 
     # ------------------------------------------------------------------ opening
 
-    def _create(self, dimension: int, metric: str, M: int, ef_construction: int, tokenizer: str) -> None:
+    def _create(self, dimension: int, metric: str, M: int, ef_construction: int, tokenizer: str,
+                quantization: str | None) -> None:
         from vjson.text_index import TOKENIZERS
 
-        _core.HNSWIndex(dimension, metric, M, ef_construction, capacity=0)  # validates M, ef_construction
+        _core.HNSWIndex(dimension, metric, M, ef_construction, capacity=0,  # validates M, ef_construction
+                        quantization=quantization)
         if tokenizer not in TOKENIZERS:
             raise InvalidInputError(f"tokenizer must be one of {sorted(TOKENIZERS)}, got {tokenizer!r}")
-        manifest = _manifest.new(dimension, metric, M, ef_construction, tokenizer)
+        manifest = _manifest.new(dimension, metric, M, ef_construction, tokenizer, quantization)
         (self.path / manifest["vectors"]).touch()
         (self.path / manifest["log"]).touch()
         sync_folder(self.path)  # their names are durable before the manifest names them
@@ -190,7 +196,8 @@ class VectorDB:
         # the manifest last: until it exists the folder is not a database
         _manifest.write(self.path, manifest)
 
-    def _open(self, dimension: int | None, metric: str, max_elements: int | None) -> None:
+    def _open(self, dimension: int | None, metric: str, max_elements: int | None,
+              quantization: str | None = None) -> None:
         self._max_elements = max_elements
         if self.read_only:
             self._manifest_path = str(self.path / _manifest.NAME)
@@ -198,6 +205,9 @@ class VectorDB:
                                                           lambda: _manifest.read(self.path))
         else:
             m = _manifest.read(self.path)
+        if quantization is not None and quantization != m.get("quantization"):  # None: whatever is stored
+            raise InvalidInputError(f"{self.path} stores quantization {m.get('quantization')!r}, "
+                                    f"not {quantization!r}")
         if dimension is not None and dimension != m["dimension"]:
             raise InvalidInputError(f"{self.path} stores dimension {m['dimension']}, not {dimension}")
         if metric != "cosine" and metric != m["metric"]:  # "cosine" is the default: only an explicit choice conflicts
@@ -205,6 +215,7 @@ class VectorDB:
         self._manifest = m
         self.dimension: int = m["dimension"]
         self.metric: str = m["metric"]
+        self.quantization: str | None = m.get("quantization")
         opened = open_generation(self.path, m, self._durable, self.read_only, self._ef_search, max_elements)
         self._gen, self._log, self._seq = opened.generation, opened.log, opened.seq
         self._dirty = opened.replayed > 0
@@ -544,12 +555,16 @@ class VectorDB:
 
     @gated
     def search(self, vector: Any, k: int = 10, filter: dict | None = None, ef_search: int | None = None,
-               include: Sequence[str] = _DEFAULT_INCLUDE) -> list[SearchResult]:
+               include: Sequence[str] = _DEFAULT_INCLUDE, rescore: bool | None = None,
+               oversample: float | None = None) -> list[SearchResult]:
         """The k nearest records to `vector`, best first, optionally among those matching `filter`.
 
         Fewer than k come back only when fewer than k records (match). `include`
         names what each result carries besides id/distance/score: any of
-        "metadata", "text", "vector".
+        "metadata", "text", "vector". With a `quantization`, the graph walk reads
+        the compact codes and the best ``k * oversample`` candidates are measured
+        again from the float32 vector file (`rescore`, on by default; `oversample`
+        defaults per kind), so distances are exact.
         """
         gen = self._gen
         if self._closed or gen is None:
@@ -563,7 +578,8 @@ class VectorDB:
         view = gen.view
         allowed = view.visible if filter is None else gen.allowed(filter, view)
         if "vector" in include:
-            rows, dists = gen.graph.search(vector, k, self._beam(ef_search, k), allowed)
+            rows, dists = gen.graph.search(vector, k, self._beam(ef_search, k), allowed,
+                                           rescore=rescore, oversample=oversample)
             out = _core.build_results(gen.row_ids, None, None, rows, dists, gen.similarity)
             gen.fill(out, rows.tolist(), include)
             return out
@@ -571,11 +587,13 @@ class VectorDB:
         # if it must, and builds the results in the same call
         return gen.graph.search_results(vector, k, self._beam(ef_search, k), allowed, gen.row_ids,
                                         gen.row_meta if "metadata" in include else None,
-                                        gen.row_text if "text" in include else None, gen.similarity)
+                                        gen.row_text if "text" in include else None, gen.similarity,
+                                        rescore, oversample)
 
     @gated
     def batch_search(self, vectors: Any, k: int = 10, filter: dict | None = None, ef_search: int | None = None,
-                     include: Sequence[str] = _DEFAULT_INCLUDE, num_threads: int | None = None
+                     include: Sequence[str] = _DEFAULT_INCLUDE, num_threads: int | None = None,
+                     rescore: bool | None = None, oversample: float | None = None
                      ) -> list[list[SearchResult]]:
         """One result list per query row, computed across threads without the GIL."""
         gen = self._current()
@@ -585,7 +603,8 @@ class VectorDB:
         view = gen.view
         k = max(1, min(k, view.count))  # lists are not padded: a huge k must not allocate (m, k)
         rows, dists = gen.graph.search_batch(queries, k, self._beam(ef_search, k),
-                                             gen.allowed(filter, view), num_threads)
+                                             gen.allowed(filter, view), num_threads,
+                                             rescore=rescore, oversample=oversample)
         out = []
         for r, d in zip(rows, dists):
             n = int(np.searchsorted(r == _core.NO_LABEL, True)) if r[-1] == _core.NO_LABEL else len(r)
@@ -792,8 +811,9 @@ class VectorDB:
                 vectors.durable = self._durable
                 graph = _core.HNSWIndex(self.dimension, self.metric, self._manifest["M"],
                                         self._manifest["ef_construction"], capacity=max(len(live), 16),
-                                        ef_search=self._ef_search, external_vectors=True)
-                if len(live):
+                                        ef_search=self._ef_search, external_vectors=True,
+                                        quantization=self._manifest.get("quantization"))
+                if len(live):  # (a compact kind learns its parameters again from these rows)
                     attach_vectors(graph, vectors)
                     link_rows(graph, vectors, np.arange(len(live), dtype=np.uint64))
                 row_ids = [old.row_ids[r] for r in live]

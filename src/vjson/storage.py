@@ -239,6 +239,10 @@ class VectorFile:
         if self._map is not None and self.on_remap is not None:
             self.on_remap(self.view())
 
+    def fileno(self) -> int:
+        """The open file's descriptor (rows at byte ``row * row_bytes``)."""
+        return self._fd
+
     def refresh(self) -> None:
         """Pick up growth by another process (read-only openers)."""
         size = os.fstat(self._fd).st_size

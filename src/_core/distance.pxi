@@ -1,0 +1,193 @@
+# The distance layer: the only code that knows how a node's vector is stored.
+#
+# The graph (hnsw.pxi) never calls a kernel itself. It turns a float32 vector
+# into a Query once (prepare_query, or prepare_node for a node's own code while
+# building) and then asks node_distance(g, q, node) for every node it meets.
+# The Graph's (metric, kind) pair is the descriptor that decides which kernel
+# runs and how a code is read, so a new metric or storage kind changes this
+# file (and a kernel in simd.h), not the graph walk.
+#
+# Storage kinds and their codes (one per node, code_size bytes):
+#   float32  the vector itself (in the record, or the attached array)
+#   float16  dim half floats
+#   int8     [f32 |x'|^2][u8 c[dim]]: x'_d = lo_d + step_d * c_d, with per-
+#            dimension ranges trained on a sample (quant_params = lo, step)
+#   binary   dim bits, bit d set when x_d > threshold_d (trained: the sample's
+#            mean; quant_params = thresholds), in 64-bit words; Hamming distance
+# The compact kinds keep their codes in a block of their own (g.codes); the
+# float32 vectors, when there are any (an attached array), serve rescoring.
+
+cdef struct Query:
+    const void *data       # the prepared query, in the layout the kind's kernel reads
+    int kind
+    vj_dist_fn f32         # float32 codes: the metric's float kernel
+    vj_code_fn code        # the other kinds' kernel
+    float c0, c1, c2       # int8: distance = c0 + c1 * |x'|^2 + c2 * (q . c)
+
+cdef enum:
+    INT8_HEAD = 4          # the f32 squared norm before an int8 code's bytes
+
+
+cdef inline size_t kind_code_size(int kind, size_t dim) noexcept nogil:
+    if kind == KIND_FLOAT16:
+        return 2 * dim
+    if kind == KIND_INT8:
+        return (INT8_HEAD + dim + 15) // 16 * 16
+    if kind == KIND_BINARY:
+        return (dim + 63) // 64 * 8
+    return 4 * dim
+
+cdef inline size_t kind_param_count(int kind, size_t dim) noexcept nogil:
+    """Trained floats a kind needs (0: none)."""
+    if kind == KIND_INT8:
+        return 2 * dim
+    if kind == KIND_BINARY:
+        return dim
+    return 0
+
+cdef inline const char *node_code(const Graph *g, size_t node) noexcept nogil:
+    return g.codes + node * g.code_stride
+
+cdef inline void prefetch_code(const Graph *g, size_t node) noexcept nogil:
+    """Ask for every cache line of a node's code (the first is usually in flight)."""
+    cdef const char *p = node_code(g, node)
+    cdef size_t offset
+    for offset in range(64, g.code_size, 64):
+        __builtin_prefetch(p + offset)
+
+cdef inline vj_dist_fn metric_kernel(int metric) noexcept nogil:
+    """The float32 kernel of a metric (cosine rows are unit vectors: inner product)."""
+    if not vj_simd_ready:
+        vj_simd_init()
+    return vj_active.l2sq if metric == METRIC_L2 else vj_active.ipdist
+
+cdef inline void prepare_int8(const Graph *g, const float *vector, float *buffer, Query *q) noexcept nogil:
+    # q . x' = sum q_d lo_d + sum (q_d step_d) c_d: the kernel computes the second sum
+    cdef const float *lo = g.quant_params
+    cdef const float *step = g.quant_params + g.dim
+    cdef double offset = 0.0, norm = 0.0
+    cdef float v
+    cdef size_t d
+    for d in range(g.dim):
+        v = vector[d]
+        offset += <double> v * lo[d]
+        norm += <double> v * v
+        buffer[d] = v * step[d]
+    if g.metric == METRIC_L2:  # |q - x'|^2 = |q|^2 - 2 q.x' + |x'|^2
+        q.c0 = <float> (norm - 2.0 * offset)
+        q.c1 = 1.0
+        q.c2 = -2.0
+    else:
+        q.c0 = <float> (1.0 - offset)
+        q.c1 = 0.0
+        q.c2 = -1.0
+
+cdef inline void binarise(const Graph *g, const float *vector, uint64_t *bits) noexcept nogil:
+    cdef size_t d
+    memset(bits, 0, (g.dim + 63) // 64 * 8)
+    for d in range(g.dim):
+        if vector[d] > g.quant_params[d]:
+            bits[d >> 6] |= (<uint64_t> 1) << (d & 63)
+
+cdef inline void set_kernel(const Graph *g, Query *q) noexcept nogil:
+    if not vj_simd_ready:
+        vj_simd_init()
+    q.kind = g.kind
+    q.f32 = metric_kernel(g.metric)
+    if g.kind == KIND_FLOAT16:
+        q.code = vj_active.l2sq_f16 if g.metric == METRIC_L2 else vj_active.ipdist_f16
+    elif g.kind == KIND_INT8:
+        q.code = vj_active.dot_u8
+    else:
+        q.code = vj_active.hamming
+
+cdef inline void prepare_query(const Graph *g, const float *vector, float *buffer, Query *q) noexcept nogil:
+    """q measures from `vector` (already normalised under cosine); `buffer` holds
+    what the kind needs (dim + 16 floats) and must outlive q."""
+    set_kernel(g, q)
+    q.data = vector
+    if g.kind == KIND_INT8:
+        prepare_int8(g, vector, buffer, q)
+        q.data = buffer
+    elif g.kind == KIND_BINARY:
+        binarise(g, vector, <uint64_t *> buffer)
+        q.data = buffer
+
+cdef inline void decode_code(const Graph *g, const char *code, float *out) noexcept nogil:
+    """A code back to float32 (binary: each bit as +1 / -1 around its threshold)."""
+    cdef size_t d
+    cdef const uint16_t *half
+    cdef const uint8_t *bytes_
+    cdef const uint64_t *bits
+    if g.kind == KIND_FLOAT32:
+        memcpy(out, code, g.dim * sizeof(float))
+    elif g.kind == KIND_FLOAT16:
+        half = <const uint16_t *> code
+        for d in range(g.dim):
+            out[d] = vj_half_to_float(half[d])
+    elif g.kind == KIND_INT8:
+        bytes_ = <const uint8_t *> (code + INT8_HEAD)
+        for d in range(g.dim):
+            out[d] = g.quant_params[d] + g.quant_params[g.dim + d] * bytes_[d]
+    else:
+        bits = <const uint64_t *> code
+        for d in range(g.dim):
+            out[d] = g.quant_params[d] + (1.0 if (bits[d >> 6] >> (d & 63)) & 1 else -1.0)
+
+cdef inline void prepare_node(const Graph *g, size_t node, float *buffer, Query *q) noexcept nogil:
+    """q measures from a node already in the graph (its code), as while building."""
+    cdef const char *code = node_code(g, node)
+    set_kernel(g, q)
+    q.data = code
+    if g.kind == KIND_FLOAT16:
+        decode_code(g, code, buffer)
+        q.data = buffer
+    elif g.kind == KIND_INT8:
+        decode_code(g, code, buffer)
+        prepare_int8(g, buffer, buffer, q)  # element by element, so in place is fine
+        q.data = buffer
+
+cdef inline float node_distance(const Graph *g, const Query *q, size_t node) noexcept nogil:
+    """The distance the graph walk uses between q and a node."""
+    cdef const char *code = node_code(g, node)
+    if q.kind == KIND_FLOAT32:
+        return q.f32(<const float *> q.data, <const float *> code, g.dim)
+    if q.kind == KIND_INT8:
+        return q.c0 + q.c1 * (<const float *> code)[0] + q.c2 * q.code(q.data, code + INT8_HEAD, g.dim)
+    return q.code(q.data, code, g.dim)
+
+cdef inline float reported_distance(const Graph *g, float d) noexcept nogil:
+    """A walk distance in the metric's units (binary: estimated from the Hamming
+    distance, as the angle between sign patterns: 1 - cos(pi h / dim))."""
+    if g.kind != KIND_BINARY:
+        return d
+    return <float> (1.0 - cos(3.141592653589793 * d / g.dim))
+
+cdef void encode_row(const Graph *g, const float *vector, char *code) noexcept nogil:
+    """One float32 vector (normalised under cosine) into the kind's code."""
+    cdef size_t d
+    cdef uint16_t *half
+    cdef uint8_t *bytes_
+    cdef const float *lo
+    cdef const float *step
+    cdef double c, x, norm = 0.0
+    memset(code, 0, g.code_size)
+    if g.kind == KIND_FLOAT32:
+        memcpy(code, vector, g.dim * sizeof(float))
+    elif g.kind == KIND_FLOAT16:
+        half = <uint16_t *> code
+        for d in range(g.dim):
+            half[d] = vj_float_to_half(vector[d])
+    elif g.kind == KIND_INT8:
+        lo = g.quant_params
+        step = g.quant_params + g.dim
+        bytes_ = <uint8_t *> (code + INT8_HEAD)
+        for d in range(g.dim):
+            c = floor((vector[d] - lo[d]) / step[d] + 0.5)
+            c = 0.0 if c < 0.0 else (255.0 if c > 255.0 else c)
+            bytes_[d] = <uint8_t> c
+            x = lo[d] + step[d] * c
+            norm += x * x
+        (<float *> code)[0] = <float> norm
+    else:
+        binarise(g, vector, <uint64_t *> code)
