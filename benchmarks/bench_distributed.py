@@ -55,6 +55,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import psutil
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep Ray on loopback (it rewrites 127.0.0.1 otherwise)
     import ray
 
     from vjson.distributed import ShardedVectorDB

@@ -20,6 +20,9 @@ import pytest
 import vjson
 from tests.conftest import clustered
 
+# Ray turns 127.0.0.1 into this machine's network address unless local-only
+# mode is on: keep every Ray process, and the second driver below, on loopback.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
 
 N, DIM = 2000, 16
@@ -31,7 +34,9 @@ WORDS = [a + b + c for a in SYLLABLES for b in SYLLABLES for c in ("bax", "cor",
 @pytest.fixture(scope="session")
 def cluster():
     ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
+    address = ray.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:"), f"the test cluster must stay on loopback, got {address}"
+    yield address
     ray.shutdown()
 
 
@@ -433,6 +438,17 @@ def test_dead_shard_raises_shard_unavailable(cluster, tmp_path):
         assert len(again) == 50
 
 
+def _wait_for_exit(pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"shard process {pid} still runs {timeout} s after ray.kill")
+
+
 def test_restarted_shard_refuses_to_start_empty(cluster, tmp_path):
     """A shard whose folder is gone (its disk lost) says so instead of silently serving nothing."""
     import shutil
@@ -442,7 +458,9 @@ def test_restarted_shard_refuses_to_start_empty(cluster, tmp_path):
     db = ShardedVectorDB("lost", tmp_path, DIM, "l2", shards=2, shard_cpus=SHARD_CPUS, retry_timeout=5.0)
     db.insert_batch([f"x-{i}" for i in range(40)], clustered(40, DIM))
     shutil.rmtree(tmp_path / "lost" / "shard-1")
+    pid = ray.get(db.actors[1].info.remote())["pid"]
     ray.kill(db.actors[1], no_restart=False)
+    _wait_for_exit(pid)  # ray.kill returns at once: a call made now could still reach the old actor
     with pytest.raises(vjson.NotADatabaseError, match="shard 1.*holds no vjson database"):
         db.count()
     assert not (tmp_path / "lost" / "shard-1").exists()
