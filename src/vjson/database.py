@@ -49,7 +49,6 @@ from vjson.errors import (
     CorruptionError,
     DatabaseClosedError,
     InvalidInputError,
-    InvalidVectorError,
     NotADatabaseError,
     ReadOnlyError,
     RecordNotFoundError,
@@ -61,13 +60,12 @@ from vjson.results import HybridResult, Record, SearchResult
 from vjson.storage import FileLock, RecordLog, VectorFile, atomic_write, sync_folder, write_blobs
 from vjson.validation import (
     check_id,
+    check_batch,
     check_ids,
     MAX_K,
     check_ids_for_lookup,
     check_k,
     check_metadata,
-    check_optional_list,
-    check_text,
     check_vector,
     check_vectors,
 )
@@ -394,21 +392,7 @@ class VectorDB:
         exists is replaced; a repeated id within the batch: the last one wins.
         """
         self._check_writable()
-        ids = check_ids(ids)
-        matrix = check_vectors(vectors, self.dimension, metric=self.metric)
-        if matrix.shape[0] != len(ids):
-            raise InvalidInputError(f"got {len(ids)} ids for {matrix.shape[0]} vectors")
-        metas = check_optional_list(metadatas, len(ids), "metadatas")
-        if metas is not None:
-            metas = [check_metadata(m) for m in metas]
-        txts = check_optional_list(texts, len(ids), "texts")
-        if txts is not None:
-            txts = [check_text(t) for t in txts]
-        if self.metric == "cosine":
-            zero = ~matrix.any(axis=1)
-            if zero.any():
-                raise InvalidVectorError(f"vectors[{int(np.flatnonzero(zero)[0])}] is all zeros: "
-                                         "a cosine vector needs a direction")
+        ids, matrix, metas, txts = check_batch(ids, vectors, metadatas, texts, self.dimension, self.metric)
         if not ids:
             return
         keep = _last_occurrences(ids)

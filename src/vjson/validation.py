@@ -166,6 +166,27 @@ def check_optional_list(values: Any, n: int, name: str) -> list | None:
 MAX_K = 2**31 - 1
 
 
+def check_batch(ids: Any, vectors: Any, metadatas: Any, texts: Any, dim: int, metric: str
+                ) -> tuple[list[str], np.ndarray, list | None, list | None]:
+    """An insert batch validated whole: (ids, float32 matrix, metadatas, texts)."""
+    ids = check_ids(ids)
+    matrix = check_vectors(vectors, dim, metric=metric)
+    if matrix.shape[0] != len(ids):
+        raise InvalidInputError(f"got {len(ids)} ids for {matrix.shape[0]} vectors")
+    metas = check_optional_list(metadatas, len(ids), "metadatas")
+    if metas is not None:
+        metas = [check_metadata(m) for m in metas]
+    txts = check_optional_list(texts, len(ids), "texts")
+    if txts is not None:
+        txts = [check_text(t) for t in txts]
+    if metric == "cosine":
+        zero = ~matrix.any(axis=1)
+        if zero.any():
+            raise InvalidVectorError(f"vectors[{int(np.flatnonzero(zero)[0])}] is all zeros: "
+                                     "a cosine vector needs a direction")
+    return ids, matrix, metas, txts
+
+
 def check_k(k: Any, name: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
         raise InvalidInputError(f"{name} must be an int in [1, {MAX_K}], got {k!r}")

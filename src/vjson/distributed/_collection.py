@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -24,7 +23,6 @@ from vjson.distributed._shard import VectorShard
 from vjson.errors import (
     DatabaseClosedError,
     InvalidInputError,
-    InvalidVectorError,
     ReadOnlyError,
     RecordNotFoundError,
     ShardUnavailableError,
@@ -33,12 +31,11 @@ from vjson.errors import (
 from vjson.results import HybridResult, Record, SearchResult
 from vjson.validation import (
     check_id,
+    check_batch,
     check_ids,
     check_ids_for_lookup,
     check_k,
     check_metadata,
-    check_optional_list,
-    check_text,
     check_vector,
     check_vectors,
 )
@@ -336,21 +333,7 @@ class ShardedVectorDB:
         place. Upserts by id make retrying the call safe.
         """
         self._check_writable()
-        ids = check_ids(ids)
-        matrix = check_vectors(vectors, self.dimension, metric=self.metric)
-        if matrix.shape[0] != len(ids):
-            raise InvalidInputError(f"got {len(ids)} ids for {matrix.shape[0]} vectors")
-        metas = check_optional_list(metadatas, len(ids), "metadatas")
-        if metas is not None:
-            metas = [check_metadata(m) for m in metas]
-        txts = check_optional_list(texts, len(ids), "texts")
-        if txts is not None:
-            txts = [check_text(t) for t in txts]
-        if self.metric == "cosine":
-            zero = ~matrix.any(axis=1)
-            if zero.any():
-                raise InvalidVectorError(f"vectors[{int(np.flatnonzero(zero)[0])}] is all zeros: "
-                                         "a cosine vector needs a direction")
+        ids, matrix, metas, txts = check_batch(ids, vectors, metadatas, texts, self.dimension, self.metric)
         if not ids:
             return
         calls: dict[int, Callable[[Any], Any]] = {}
