@@ -31,6 +31,7 @@ REQUIRED_GLOBS = [
     "src/vjson/demo_data/*",
     "tests/*.py",
     "tests/native/*",
+    "tests/data/db-before-quantization/*",
 ]
 # must be present whatever the tree holds
 MUST_HAVE = ["PKG-INFO", "pyproject.toml", "CMakeLists.txt", "README.md", "src/_core/_core.pyx",
@@ -42,8 +43,10 @@ FORBIDDEN_PARTS = {"build", "_skbuild", "dist", "__pycache__", ".git", ".pytest_
 FORBIDDEN_PART_GLOBS = [".venv*", "venv", "*.egg-info", "vjson-demo-*"]
 FORBIDDEN_NAMES = ["*.so", "*.pyd", "*.dylib", "*.o", "*.a", "*.c", "*.cpp", "*.html", "*.pyc", "*.whl",
                    "*.tar.gz", "*.vjl", "*.vjx", "*.vjs", "*.vjm", "*.f32", "MANIFEST.json"]
-# hand-written C sources, not build output: the kernels' stand-alone test driver
-SOURCE_C_GLOBS = ["tests/native/*.c"]
+# named on purpose, not build output or stray data: the kernels' hand-written test
+# driver, and the committed database in the format before quantization that the
+# compatibility tests open
+ALLOWED_GLOBS = ["tests/native/*.c", "tests/data/db-before-quantization/*"]
 MAX_BYTES = 10 * 1024 * 1024  # the sdist is ~1.4 MB, most of it the demo data
 
 
@@ -77,7 +80,7 @@ def main(argv: list[str]) -> int:
         if name.startswith("benchmarks/results/") or any(d in FORBIDDEN_PARTS or any(fnmatch.fnmatch(d, g) for g in FORBIDDEN_PART_GLOBS) for d in dirs):
             problems.append(f"must not ship: {name}")
         elif (any(fnmatch.fnmatch(parts[-1], g) for g in FORBIDDEN_NAMES)
-              and not any(fnmatch.fnmatch(name, g) for g in SOURCE_C_GLOBS)):
+              and not any(fnmatch.fnmatch(name, g) for g in ALLOWED_GLOBS)):
             problems.append(f"must not ship (build output or data): {name}")
 
     size = sdist.stat().st_size
