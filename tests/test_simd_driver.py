@@ -1,6 +1,7 @@
 """The distance kernels of src/_core/simd.h checked outside Python, on every CPU we can reach.
 
-tests/native/simd_driver.c runs every kernel of every level the CPU supports on
+tests/native/simd_driver.c runs every kernel of every level the CPU supports (the
+float32 ones and the float16 / uint8 / binary code ones of simd_codes.h) on
 all lengths 1..1024 (placed at a guard page, so an over-read faults, and at
 unaligned offsets) against a double-precision reference with a worst-case
 float32 error bound. It is built:
@@ -63,10 +64,17 @@ def _check(target: driver.Target, binary) -> tuple[dict, dict]:
     return results, levels
 
 
+# every kernel the driver checks, with its case count: lengths 1..1024 in three
+# placements, and for hamming two more bit strings past NEON's counter flush
+KERNEL_CASES = {"l2sq": 3 * 1024, "ipdist": 3 * 1024, "l2sq_f16": 3 * 1024, "ipdist_f16": 3 * 1024,
+                "dot_u8": 3 * 1024, "hamming": 3 * 1024 + 2}
+
+
 def _assert_passed(results: dict, level: str) -> None:
-    for kernel in ("l2sq", "ipdist"):
+    assert {kernel for (lv, kernel) in results if lv == level} == set(KERNEL_CASES)
+    for kernel, cases in KERNEL_CASES.items():
         row = results[(level, kernel)]
-        assert row["verdict"] == "PASS" and int(row["cases"]) == 3 * 1024
+        assert row["verdict"] == "PASS" and int(row["cases"]) == cases, (level, kernel, row)
         assert float(row["worst"]) <= 1.0
 
 
@@ -96,7 +104,9 @@ def test_neon_kernels_under_qemu_aarch64(aarch64_binary):
     assert levels["refused"] == "avx2,avx512"
     _assert_passed(results, "scalar")
     _assert_passed(results, "neon")
-    assert float(results[("neon", "l2sq")]["maxrel_vs_scalar"]) < 1e-4
+    for kernel in ("l2sq", "l2sq_f16"):  # sums of squares: no cancellation, so close to scalar
+        assert float(results[("neon", kernel)]["maxrel_vs_scalar"]) < 1e-4
+    assert float(results[("neon", "hamming")]["worst"]) == 0.0  # exact counts
     # VJSON_SIMD on arm64: an x86 level falls back to NEON, scalar is honoured
     assert driver.run(target, aarch64_binary, "init", simd_env="avx2").stdout.split() == ["ACTIVE", "neon"]
     assert driver.run(target, aarch64_binary, "init", simd_env="scalar").stdout.split() == ["ACTIVE", "scalar"]
@@ -134,7 +144,8 @@ def test_only_the_wide_kernels_contain_avx_instructions(native_binary):
             function = head.group(1)
         elif re.match(r"^\s+[0-9a-f]+:\s+v[a-z0-9]+\s", line):
             functions_using_avx.add(function)
-    assert {"vj_l2sq_avx2", "vj_ipdist_avx2", "vj_l2sq_avx512", "vj_ipdist_avx512"} <= functions_using_avx
+    assert {"vj_l2sq_avx2", "vj_ipdist_avx2", "vj_l2sq_avx512", "vj_ipdist_avx512", "vj_l2sq_f16_avx2",
+            "vj_dot_u8_avx2", "vj_l2sq_f16_avx512", "vj_dot_u8_avx512"} <= functions_using_avx
     assert all(re.search(r"_(avx2|avx512|hsum256)", f) for f in functions_using_avx), functions_using_avx
 
 

@@ -160,10 +160,10 @@ static float vj_ipdist_avx512(const float *a, const float *b, size_t n) {
 }
 #endif /* VJ_HAVE_X86_DISPATCH */
 
-#if VJ_HAVE_NEON
-#include "simd_neon.h"
-#endif
 #include "simd_codes.h"  /* float16, int8 and binary codes */
+#if VJ_HAVE_NEON
+#include "simd_neon.h"   /* after simd_codes.h: its code kernels use the float16 helpers */
+#endif
 
 /* ---- dispatch ---- */
 typedef struct {
@@ -216,7 +216,7 @@ static const char *vj_simd_name(int level) {
 /* Select a kernel family; returns 0, or -1 when the CPU lacks it. */
 static int vj_simd_set(int level) {
     if (level < VJ_SIMD_SCALAR || level >= VJ_SIMD_LEVELS || !vj_simd_supported(level)) return -1;
-    vj_kernels k = VJ_SCALAR_KERNELS;  /* the compact kinds stay scalar where no wider kernel exists */
+    vj_kernels k = VJ_SCALAR_KERNELS;  /* a kernel stays scalar where the CPU lacks its extension (f16c, popcnt) */
 #if VJ_HAVE_X86_DISPATCH
     if (level == VJ_SIMD_AVX2 || level == VJ_SIMD_AVX512) {
         k.level = level; k.l2sq = vj_l2sq_avx2; k.ipdist = vj_ipdist_avx2; k.dot_u8 = vj_dot_u8_avx2;
@@ -229,7 +229,11 @@ static int vj_simd_set(int level) {
     }
 #endif
 #if VJ_HAVE_NEON
-    if (level == VJ_SIMD_NEON) { k.level = level; k.l2sq = vj_l2sq_neon; k.ipdist = vj_ipdist_neon; }
+    if (level == VJ_SIMD_NEON) {
+        k.level = level; k.l2sq = vj_l2sq_neon; k.ipdist = vj_ipdist_neon;
+        k.l2sq_f16 = vj_l2sq_f16_neon; k.ipdist_f16 = vj_ipdist_f16_neon;
+        k.dot_u8 = vj_dot_u8_neon; k.hamming = vj_hamming_neon;
+    }
 #endif
     vj_active = k;
     vj_simd_ready = 1;

@@ -7,6 +7,8 @@
  *   simd_driver bench DIM N    ns per call of each supported level, N calls per pass
  *   simd_driver init           the level first use picks (VJSON_SIMD applies): "ACTIVE name"
  *
+ * The kernels: l2sq and ipdist (float32), and the compact kinds' l2sq_f16,
+ * ipdist_f16 (float16 codes), dot_u8 (uint8 codes) and hamming (bit strings).
  * check prints one line per level and kernel:
  *   RESULT level=neon kernel=l2sq cases=8192 worst=0.0123 maxrel_vs_scalar=1.2e-07 PASS
  * where worst is the largest |error| / bound seen (must stay <= 1), and one line
@@ -98,6 +100,105 @@ static double rel(double x, double y) {
     return m > 0 ? fabs(x - y) / m : 0.0;
 }
 
+/* ---- the compact storage kinds' kernels (simd_codes.h) ---- */
+
+/* float16 decoded independently of the core's converter: (1024 + m) 2^(e-25), m 2^-24 */
+static double ref_half(uint16_t h) {
+    int e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : ldexp(1024 + m, e - 25);
+    return (h & 0x8000) ? -v : v;
+}
+
+/* a finite float16: exponents 0..30 at large scale, else around 1 (subnormals included) */
+static uint16_t next_half(int wide) {
+    uint64_t r = next_u64();
+    int e = wide ? (int)(r % 31) : 9 + (int)(r % 8);
+    if (r % 61 == 0) e = 0;
+    return (uint16_t)(((r >> 8) & 1) << 15 | (uint64_t)e << 10 | ((r >> 16) & 1023));
+}
+
+static int popcount_ref(uint64_t x) {
+    int c = 0;
+    for (; x; x >>= 1) c += (int)(x & 1);
+    return c;
+}
+
+static int check_codes(const char *name, const vj_kernels *k, guarded gq, guarded gc) {
+    tally tl = {0, 0, 0, 0}, ti = {0, 0, 0, 0}, tu = {0, 0, 0, 0}, th = {0, 0, 0, 0};
+    double u = ldexp(1.0, -24);
+    rng_state = 0x5DEECE66Dull;
+    for (size_t n = 1; n <= MAX_DIM; n++) {
+        for (int place = 0; place < 3; place++) {
+            /* place 0: both end at their guard page; 1, 2: unaligned starts */
+            float *q = place == 0 ? gq.end - n : gq.end - MAX_DIM - 8 + (n + place) % 4;
+            char *cend = (char *)gc.end;
+            uint16_t *h = place == 0 ? (uint16_t *)cend - n : (uint16_t *)(cend - 4 * MAX_DIM - 64) + (n + place) % 8;
+            uint8_t *b = place == 0 ? (uint8_t *)cend - n : (uint8_t *)(cend - 4 * MAX_DIM - 64) + (n * 7 + place) % 16;
+            float scale = place == 2 ? 100.f : 1.f;
+            for (size_t i = 0; i < n; i++) { q[i] = next_float(scale); h[i] = next_half(place == 2); }
+            double l2 = 0, dot = 0, dabs = 0, g = gamma_n(n);
+            for (size_t i = 0; i < n; i++) {
+                double d = (double)q[i] - ref_half(h[i]);
+                l2 += d * d; dot += (double)q[i] * ref_half(h[i]); dabs += fabs((double)q[i] * ref_half(h[i]));
+            }
+            double got = k->l2sq_f16(q, h, n);
+            account(&tl, fabs(got - l2), g * l2, rel(got, vj_l2sq_f16_scalar(q, h, n)), "l2sq_f16", name, n);
+            got = k->ipdist_f16(q, h, n);
+            account(&ti, fabs(got - (1.0 - dot)), g * dabs + 2 * u * (1.0 + fabs(dot) + g * dabs),
+                    rel(got, vj_ipdist_f16_scalar(q, h, n)), "ipdist_f16", name, n);
+
+            for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(next_u64() >> 56);
+            dot = 0; dabs = 0;
+            for (size_t i = 0; i < n; i++) { dot += (double)q[i] * b[i]; dabs += fabs((double)q[i] * b[i]); }
+            got = k->dot_u8(q, b, n);
+            account(&tu, fabs(got - dot), g * dabs, rel(got, vj_dot_u8_scalar(q, b, n)), "dot_u8", name, n);
+
+            /* binary: n bits in whole 64-bit words, zero-padded; counts must be exact (bound 0.5) */
+            size_t words = (n + 63) / 64;
+            uint64_t *wa = place == 0 ? (uint64_t *)gq.end - words : (uint64_t *)(gq.end - MAX_DIM) - 4 + place;
+            uint64_t *wb = place == 0 ? (uint64_t *)gc.end - words : (uint64_t *)(cend - 4 * MAX_DIM) - 4 + 2 * place;
+            uint64_t tail = n % 64 ? (1ull << (n % 64)) - 1 : ~0ull;
+            int expect = 0;
+            for (size_t w = 0; w < words; w++) {
+                wa[w] = next_u64(); wb[w] = next_u64();
+                if (w == words - 1) { wa[w] &= tail; wb[w] &= tail; }
+                expect += popcount_ref(wa[w] ^ wb[w]);
+            }
+            got = k->hamming(wa, wb, n);
+            account(&th, fabs(got - (double)expect), 0.5, rel(got, vj_hamming_scalar(wa, wb, n)), "hamming", name, n);
+        }
+    }
+    /* bit strings long enough to pass the NEON kernel's 16-bit counter flush
+     * (4,096 words), all ones against zeros so every lane counts its maximum,
+     * then random; an odd number of bits, so the last word is padded */
+    for (int pattern = 0; pattern < 2; pattern++) {
+        size_t n = 64 * 4096 * 2 + 37, words = (n + 63) / 64;
+        uint64_t *wa = calloc(words, 8), *wb = calloc(words, 8);
+        uint64_t tail = (1ull << (n % 64)) - 1;
+        long expect = 0;
+        if (wa == NULL || wb == NULL) { perror("calloc"); exit(2); }
+        for (size_t w = 0; w < words; w++) {
+            wa[w] = pattern ? next_u64() : ~0ull;
+            wb[w] = pattern ? next_u64() : 0;
+            if (w == words - 1) { wa[w] &= tail; wb[w] &= tail; }
+            expect += popcount_ref(wa[w] ^ wb[w]);
+        }
+        double got = k->hamming(wa, wb, n);
+        account(&th, fabs(got - (double)expect), 0.5, rel(got, vj_hamming_scalar(wa, wb, n)), "hamming", name, n);
+        free(wa);
+        free(wb);
+    }
+    tally *all[4] = {&tl, &ti, &tu, &th};
+    const char *names[4] = {"l2sq_f16", "ipdist_f16", "dot_u8", "hamming"};
+    int failed = 0;
+    for (int j = 0; j < 4; j++) {
+        printf("RESULT level=%s kernel=%s cases=%ld worst=%.4f maxrel_vs_scalar=%.3g %s\n", name, names[j],
+               all[j]->cases, all[j]->worst, all[j]->maxrel_scalar, all[j]->failed ? "FAIL" : "PASS");
+        failed += all[j]->failed;
+    }
+    return failed;
+}
+
 static int check(void) {
     guarded ga = guarded_alloc(), gb = guarded_alloc();
     float *base_a = ga.end - MAX_DIM - 8, *base_b = gb.end - MAX_DIM - 8;
@@ -156,6 +257,7 @@ static int check(void) {
         printf("RESULT level=%s kernel=ipdist cases=%ld worst=%.4f maxrel_vs_scalar=%.3g %s\n", name,
                ti.cases, ti.worst, ti.maxrel_scalar, ti.failed ? "FAIL" : "PASS");
         failed += tl.failed + ti.failed;
+        failed += check_codes(name, &k, ga, gb);
     }
     printf("LEVELS best=%s supported=%s refused=%s\n", vj_simd_name(vj_cpu_best_level()), supported,
            refused[0] ? refused : "-");
