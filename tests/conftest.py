@@ -8,9 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import vjson
+
 DATA_DIR = Path(os.environ.get("VJSON_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 WORDNET = DATA_DIR / "wordnet"
 LONG = os.environ.get("VJSON_LONG_TESTS") == "1"
+
+
+@pytest.fixture(params=vjson.simd_info()["available"])
+def simd_path(request):
+    """Each kernel family this CPU runs, forced for the test, then back to the best."""
+    vjson.set_simd(request.param)
+    assert vjson.simd_info()["active"] == request.param
+    yield request.param
+    vjson.set_simd("auto")
 
 
 def clustered(n: int, dim: int, seed: int = 0, centres: int = 20) -> np.ndarray:

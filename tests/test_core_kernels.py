@@ -14,13 +14,6 @@ PATHS = vjson.simd_info()["available"]
 DIMS = [1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 100, 128, 384, 1000]
 
 
-@pytest.fixture(params=PATHS)
-def simd_path(request):
-    vjson.set_simd(request.param)
-    assert vjson.simd_info()["active"] == request.param
-    yield request.param
-    vjson.set_simd("auto")
-
 
 @pytest.mark.parametrize("dim", DIMS)
 def test_l2_and_ip_match_numpy(simd_path, dim):

@@ -15,20 +15,12 @@ from conftest import clustered, recall_at_k
 import vjson
 from vjson import _core
 
-PATHS = vjson.simd_info()["available"]
 KINDS = ["float16", "int8", "binary"]
 METRICS = ["l2", "ip", "cosine"]
 OLD_DB = Path(__file__).parent / "data" / "db-before-quantization"
 # index_file.pxi's header (format 4): ..., kind, params_bytes, codes_offset, codes_bytes, codes_hash, params_hash
 HEADER = struct.Struct("<8s" + "I" * 9 + "iq" + "Q" * 16 + "II" + "IIQQQQ")
 
-
-@pytest.fixture(params=PATHS)
-def simd_path(request):
-    vjson.set_simd(request.param)
-    assert vjson.simd_info()["active"] == request.param
-    yield request.param
-    vjson.set_simd("auto")
 
 
 def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
