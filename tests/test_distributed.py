@@ -426,7 +426,9 @@ def test_dead_shard_raises_shard_unavailable(cluster, tmp_path):
 
     db = ShardedVectorDB("d", tmp_path, DIM, "l2", shards=2, shard_cpus=SHARD_CPUS, retry_timeout=1.0)
     db.insert_batch([f"x-{i}" for i in range(50)], clustered(50, DIM))
+    pid = ray.get(db.actors[0].info.remote())["pid"]
     ray.kill(db.actors[0], no_restart=True)  # gone for good
+    _wait_for_exit(pid)  # ray.kill returns at once: a call made now could still reach the actor
     start = time.monotonic()
     with pytest.raises(vjson.ShardUnavailableError, match="shard 0"):
         db.count()
