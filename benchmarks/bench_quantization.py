@@ -8,7 +8,9 @@ ef_construction=200, all threads):
 * ``vjson-float32`` / ``vjson-int8`` / ``vjson-binary``: a ``VectorDB`` with that
   ``quantization`` (rescoring on, default oversample), searched with ``db.search``;
 * ``hnswlib``: float32 ``knn_query`` after ``set_num_threads(1)``;
-* ``usearch-i8``: ``Index(dtype="i8")`` searched with ``threads=1``.
+* ``usearch-i8``: ``Index(dtype="i8")`` searched with ``threads=1``;
+* ``vjson-binary@16`` (any kind, any factor): that database searched with
+  ``oversample=16``, for the recall/QPS curve of a kind across oversamples.
 
 An ef sweep measures recall@10 against exact ground truth and single-thread
 QPS (one query per call), passes interleaved across engines (order reversed
@@ -52,8 +54,9 @@ KINDS = {"vjson-float32": None, "vjson-int8": "int8", "vjson-binary": "binary"}
 # ---------------------------------------------------------------- engines
 
 class VJsonDB:
-    def __init__(self, kind, dim, folder, threads):
+    def __init__(self, kind, dim, folder, threads, oversample=None):
         self.kind, self.dim, self.folder, self.threads = kind, dim, folder, threads
+        self.oversample = oversample
         self.db = None
 
     def build(self, base):
@@ -70,9 +73,9 @@ class VJsonDB:
         self.db = vjson.VectorDB(self.folder)
 
     def run(self, queries, ef, out):
-        search = self.db.search
+        search, oversample = self.db.search, self.oversample
         for i in range(len(queries)):
-            out[i] = [int(r.id) for r in search(queries[i], K, ef_search=ef)]
+            out[i] = [int(r.id) for r in search(queries[i], K, ef_search=ef, oversample=oversample)]
 
     def close(self):
         if self.db is not None:
@@ -127,7 +130,16 @@ class UsearchI8:
         self.index = None
 
 
+def variant(name):
+    """'vjson-binary@16' -> ('vjson-binary', 16.0): the same database searched with that oversample."""
+    base, _, factor = name.partition("@")
+    return base, float(factor) if factor else None
+
+
 def make_engine(name, dim, workdir, threads):
+    if "@" in name:
+        base, factor = variant(name)
+        return VJsonDB(KINDS[base], dim, Path(workdir) / base, threads, oversample=factor)
     if name in KINDS:
         return VJsonDB(KINDS[name], dim, Path(workdir) / name, threads)
     if name == "hnswlib":
@@ -226,9 +238,10 @@ def run_dataset(name, base, queries, gt, engines, args, workdir):
            "engines": {}, "build": {}}
     # build times: repeated and interleaved on a subset, medians
     sub = base[:min(args.build_n, len(base))]
-    times = {e: [] for e in engines}
+    built_engines = [e for e in engines if "@" not in e]
+    times = {e: [] for e in built_engines}
     for rep in range(args.build_reps):
-        order = engines if rep % 2 == 0 else engines[::-1]
+        order = built_engines if rep % 2 == 0 else built_engines[::-1]
         for e in order:
             eng = make_engine(e, dim, workdir, threads)
             t0 = time.perf_counter()
@@ -242,6 +255,11 @@ def run_dataset(name, base, queries, gt, engines, args, workdir):
     live = {}
     for e in engines:
         eng = make_engine(e, dim, workdir, threads)
+        if "@" in e:  # another oversample on a database built above (listed first)
+            eng.db = live[variant(e)[0]].db
+            live[e] = eng
+            res["engines"][e] = {"sweep": [], "oversample": eng.oversample}
+            continue
         t0 = time.perf_counter()
         eng.build(base)
         built = time.perf_counter() - t0
@@ -276,6 +294,9 @@ def run_dataset(name, base, queries, gt, engines, args, workdir):
     qpath = Path(workdir) / "queries.npy"
     np.save(qpath, queries)
     for e in engines:
+        if "@" in e:
+            live[e].db = None  # its database is the base engine's
+    for e in engines:
         if e in KINDS:
             live[e].close()
             res["engines"][e]["rss"] = measure_rss(live[e].folder, qpath, args.rss_ef, args.rss_passes)
@@ -297,7 +318,7 @@ def ratios(res, target):
                 if peer in q and peer != e and q[e] and q[peer]:
                     out[f"qps {e} / {peer}"] = q[e] / q[peer]
             b = res["build"]["median_s"]
-            if "hnswlib" in b:
+            if "hnswlib" in b and e in b:
                 out[f"build {e} / hnswlib"] = b[e] / b["hnswlib"]
     f32 = eng.get("vjson-float32", {}).get("rss")
     for e in ("vjson-int8", "vjson-binary"):
@@ -312,7 +333,8 @@ def main(argv=None):
     ap.add_argument("--dataset", choices=["wordnet", "synthetic", "both"], default="both")
     ap.add_argument("--synthetic-n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--engines", default="vjson-float32,vjson-int8,vjson-binary,hnswlib,usearch-i8")
+    ap.add_argument("--engines", default="vjson-float32,vjson-int8,vjson-binary,hnswlib,usearch-i8",
+                    help="engine names; KIND@F searches KIND's database with oversample F (e.g. vjson-binary@16)")
     ap.add_argument("--ef", type=lambda s: [int(x) for x in s.split(",")], default=EFS)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--build-n", type=int, default=20_000)

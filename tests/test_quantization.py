@@ -207,6 +207,84 @@ def test_rescoring_moves_results_only_toward_the_exact_ones():
         assert recall_at_k(rescored_all.astype(np.int64), truth) >= recall_at_k(plain_all.astype(np.int64), truth)
 
 
+def exact_top_of_candidates(rows: np.ndarray, q: np.ndarray, candidates: np.ndarray, k: int, metric: str):
+    """The best k of `candidates` by the exact distance (float64, numpy)."""
+    c = candidates[candidates != _core.NO_LABEL].astype(np.int64)
+    x = rows[c].astype(np.float64)
+    if metric == "l2":
+        d = ((x - q.astype(np.float64)) ** 2).sum(1)
+    else:
+        d = 1.0 - x @ q.astype(np.float64)
+    order = np.argsort(d, kind="stable")[:k]
+    return c[order], d[order]
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("narrow", [False, True])
+def test_int8_rescoring_returns_the_exact_best_of_its_candidates(metric, narrow):
+    """Rescoring skips rows its error bound rules out; the answer must be what
+    measuring every candidate gives. `narrow` trains the ranges on a shrunken
+    sample, so that most rows have clipped dimensions (the bound's second term);
+    l2 rows with large norms check the rounding slack."""
+    data = embedding_like(3000, 64, 31)
+    if metric == "l2":
+        data = data * 40.0
+    rows = _core.normalise(data) if metric == "cosine" else data
+    index = vjson.HNSWIndex(64, metric, quantization="int8", external_vectors=True, capacity=len(data))
+    index.attach_vectors(rows)
+    index.train((rows[:2000] * 0.5) if narrow else rows[:2000])
+    index.add_stored(np.arange(len(data)))
+    queries = embedding_like(60, 64, 32) * (40.0 if metric == "l2" else 1.0)
+    q = _core.normalise(queries) if metric == "cosine" else queries
+    for k, oversample in ((10, 2), (10, 6), (3, 10)):
+        pool = k * oversample
+        for i in range(len(q)):
+            # ef >= the pool: both calls walk the same beam and keep the same candidates
+            candidates, _ = index.search(q[i], pool, ef_search=100, rescore=False)
+            found, dists = index.search(q[i], k, ef_search=100, rescore=True, oversample=oversample)
+            want, want_d = exact_top_of_candidates(rows, q[i], candidates, k, metric)
+            np.testing.assert_allclose(dists, want_d, rtol=2e-4, atol=2e-4)
+            # ids agree except where two exact distances tie within float32 rounding
+            differ = found.astype(np.int64) != want
+            assert np.all(np.abs(dists[differ] - want_d[differ]) <= 2e-4 * (1 + np.abs(want_d[differ])))
+
+
+FORMAT4 = Path(__file__).parent / "data" / "int8-format4"
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_format4_int8_index_loads_rescores_and_saves_as_format5(metric, tmp_path):
+    """int8 files of index format 4 (4-byte code heads, written by the vjson that
+    introduced quantization: tests/data/int8-format4) load into today's layout."""
+    raw = (FORMAT4 / f"int8-format4-{metric}.vjx").read_bytes()
+    assert HEADER.unpack_from(raw)[1] == 4
+    data = np.load(FORMAT4 / f"int8-format4-{metric}.npy")
+    rows = _core.normalise(data) if metric == "cosine" else data
+    loaded = vjson.HNSWIndex.load(FORMAT4 / f"int8-format4-{metric}.vjx", verify=True)
+    loaded.attach_vectors(rows)
+    assert loaded.quantization == "int8" and len(loaded) == len(data) and loaded.check()["live"] == len(data)
+    decoded = loaded.get_vectors(np.arange(len(data)))
+    params = loaded.quantization_params
+    inside = (rows >= params[:24]) & (rows <= params[:24] + 255 * params[24:])
+    assert np.all(np.abs(decoded - rows)[inside] <= np.broadcast_to(params[24:] / 2 + 1e-5, rows.shape)[inside])
+    queries = rows[:40] + 0.01
+    if metric == "cosine":
+        queries = _core.normalise(queries)
+    truth = exact_knn(data, queries, 10, metric)
+    for i in range(len(queries)):
+        candidates, _ = loaded.search(queries[i], 40, ef_search=60, rescore=False)
+        found, dists = loaded.search(queries[i], 10, ef_search=60, rescore=True, oversample=4)
+        want, want_d = exact_top_of_candidates(rows, queries[i], candidates, 10, metric)
+        np.testing.assert_allclose(dists, want_d, rtol=1e-4, atol=1e-4)
+    found_all, _ = loaded.search_batch(queries, 10, ef_search=60)
+    assert recall_at_k(found_all.astype(np.int64), truth) >= 0.95
+    loaded.save(tmp_path / "again.vjx")
+    assert HEADER.unpack_from((tmp_path / "again.vjx").read_bytes())[1] == 5
+    again = vjson.HNSWIndex.load(tmp_path / "again.vjx", verify=True)
+    again.attach_vectors(rows)
+    np.testing.assert_array_equal(again.search_batch(queries, 10, ef_search=60)[0], found_all)
+
+
 def test_filtered_search_with_codes_respects_the_filter():
     data = clustered(3000, 32, 13)
     index = external_index(data, "l2", "int8")

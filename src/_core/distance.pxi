@@ -10,8 +10,14 @@
 # Storage kinds and their codes (one per node, code_size bytes):
 #   float32  the vector itself (in the record, or the attached array)
 #   float16  dim half floats
-#   int8     [f32 |x'|^2][u8 c[dim]]: x'_d = lo_d + step_d * c_d, with per-
-#            dimension ranges trained on a sample (quant_params = lo, step)
+#   int8     [f32 |x'|^2, f32 clip, f32 |x - x'|, 0][u8 c[dim]]: x'_d = lo_d +
+#            step_d * c_d, with per-dimension ranges trained on a sample
+#            (quant_params = lo, step). `clip` (the error beyond half a step
+#            in the dimensions clipped to the range, L1) and the residual's
+#            norm bound how far a code's distance can be from the exact one,
+#            so rescoring reads only rows that can still win
+#            (int8_error_bound). Index format 4 had a 4-byte head (the norm
+#            only); its codes load into this layout with unknown bounds.
 #   binary   dim bits, bit d set when x_d > threshold_d (trained: the sample's
 #            mean; quant_params = thresholds), in 64-bit words; Hamming distance
 # The compact kinds keep their codes in a block of their own (g.codes); the
@@ -23,9 +29,13 @@ cdef struct Query:
     vj_dist_fn f32         # float32 codes: the metric's float kernel
     vj_code_fn code        # the other kinds' kernel
     float c0, c1, c2       # int8: distance = c0 + c1 * |x'|^2 + c2 * (q . c)
+    float half_steps       # int8: sum |q_d| step_d / 2, the error of unclipped dimensions
+    float q_max            # int8: max |q_d|, which scales a code's clipping error
+    float q_norm2          # int8: |q|^2, for the rounding slack of l2 distances
 
 cdef enum:
-    INT8_HEAD = 4          # the f32 squared norm before an int8 code's bytes
+    INT8_HEAD = 16         # four floats before an int8 code's bytes (see above)
+    INT8_HEAD_V4 = 4       # index format 4: the squared norm only
 
 
 cdef inline size_t kind_code_size(int kind, size_t dim) noexcept nogil:
@@ -36,6 +46,12 @@ cdef inline size_t kind_code_size(int kind, size_t dim) noexcept nogil:
     if kind == KIND_BINARY:
         return (dim + 63) // 64 * 8
     return 4 * dim
+
+cdef inline size_t kind_code_size_v4(int kind, size_t dim) noexcept nogil:
+    """A code's size in index format 4 files (int8 had a shorter head)."""
+    if kind == KIND_INT8:
+        return (INT8_HEAD_V4 + dim + 15) // 16 * 16
+    return kind_code_size(kind, dim)
 
 cdef inline size_t kind_param_count(int kind, size_t dim) noexcept nogil:
     """Trained floats a kind needs (0: none)."""
@@ -65,14 +81,20 @@ cdef inline void prepare_int8(const Graph *g, const float *vector, float *buffer
     # q . x' = sum q_d lo_d + sum (q_d step_d) c_d: the kernel computes the second sum
     cdef const float *lo = g.quant_params
     cdef const float *step = g.quant_params + g.dim
-    cdef double offset = 0.0, norm = 0.0
-    cdef float v
+    cdef double offset = 0.0, norm = 0.0, half_steps = 0.0
+    cdef float v, q_max = 0.0
     cdef size_t d
     for d in range(g.dim):
         v = vector[d]
         offset += <double> v * lo[d]
         norm += <double> v * v
+        half_steps += fabs(<double> v) * step[d]
+        if fabs(v) > q_max:
+            q_max = fabs(v)
         buffer[d] = v * step[d]
+    q.half_steps = <float> (0.5 * half_steps)
+    q.q_max = q_max
+    q.q_norm2 = <float> norm
     if g.metric == METRIC_L2:  # |q - x'|^2 = |q|^2 - 2 q.x' + |x'|^2
         q.c0 = <float> (norm - 2.0 * offset)
         q.c1 = 1.0
@@ -156,6 +178,27 @@ cdef inline float node_distance(const Graph *g, const Query *q, size_t node) noe
         return q.c0 + q.c1 * (<const float *> code)[0] + q.c2 * q.code(q.data, code + INT8_HEAD, g.dim)
     return q.code(q.data, code, g.dim)
 
+cdef inline float int8_error_bound(const Graph *g, const Query *q, size_t node, float d) noexcept nogil:
+    """How much closer than its int8 walk distance `d` the exact distance of `node` can be.
+
+    With r = x - x' (the code's residual): l2 by the triangle inequality,
+    |q - x| >= |q - x'| - |r|. Inner products: |q.r| is at most |q| |r| and
+    at most half_steps + q_max * clip (a rounded dimension is off by at most
+    half a step, a clipped one by its part of `clip`). The slack covers
+    float32 rounding in the kernels (relative 3e-5 of the terms' size, far
+    above float32's error at any supported dimension).
+    """
+    cdef const float *head = <const float *> node_code(g, node)
+    cdef float bound, root
+    if g.metric == METRIC_L2:
+        root = sqrt(d) if d > 0.0 else 0.0
+        bound = d if root <= head[2] else d - (root - head[2]) * (root - head[2])
+        return bound + 3e-5 * (q.q_norm2 + head[0] + fabs(d))
+    bound = q.half_steps + q.q_max * head[1]
+    if sqrt(q.q_norm2) * head[2] < bound:
+        bound = sqrt(q.q_norm2) * head[2]
+    return bound + 3e-5 * (1.0 + fabs(d) + sqrt(q.q_norm2 * head[0]))
+
 cdef inline float reported_distance(const Graph *g, float d) noexcept nogil:
     """A walk distance in the metric's units (binary: estimated from the Hamming
     distance, as the angle between sign patterns: 1 - cos(pi h / dim))."""
@@ -170,7 +213,7 @@ cdef void encode_row(const Graph *g, const float *vector, char *code) noexcept n
     cdef uint8_t *bytes_
     cdef const float *lo
     cdef const float *step
-    cdef double c, x, norm = 0.0
+    cdef double c, x, norm = 0.0, residual = 0.0, clip = 0.0, beyond
     memset(code, 0, g.code_size)
     if g.kind == KIND_FLOAT32:
         memcpy(code, vector, g.dim * sizeof(float))
@@ -188,6 +231,13 @@ cdef void encode_row(const Graph *g, const float *vector, char *code) noexcept n
             bytes_[d] = <uint8_t> c
             x = lo[d] + step[d] * c
             norm += x * x
+            residual += (vector[d] - x) * (vector[d] - x)
+            beyond = fabs(vector[d] - x) - 0.5 * step[d]
+            if beyond > 0.0:
+                clip += beyond
         (<float *> code)[0] = <float> norm
+        # rounded up, so that the stored bounds never understate the error
+        (<float *> code)[1] = <float> (clip * (1.0 + 1e-6))
+        (<float *> code)[2] = <float> (sqrt(residual) * (1.0 + 1e-6))
     else:
         binarise(g, vector, <uint64_t *> code)

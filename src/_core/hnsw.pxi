@@ -373,6 +373,9 @@ cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, si
     return fresh_n
 
 
+cdef enum:
+    PREFETCH_AHEAD = 3
+
 cdef int search_layer(const Graph *g, Scratch *s, const Query *q, uint32_t entry, size_t ef,
                       int level, const uint8_t *allowed, size_t allowed_bytes, int64_t exclude,
                       bint locked, bint two_hop=False) noexcept nogil:
@@ -424,10 +427,12 @@ cdef int search_layer(const Graph *g, Scratch *s, const Query *q, uint32_t entry
                     s.fresh[fresh_n] = nb
                     fresh_n += 1
                     __builtin_prefetch(node_code(g, nb))
+        for j in range(PREFETCH_AHEAD if PREFETCH_AHEAD < fresh_n else fresh_n):
+            prefetch_code(g, s.fresh[j])
         for j in range(fresh_n):
             nb = s.fresh[j]
-            if j + 1 < fresh_n:
-                prefetch_code(g, s.fresh[j + 1])
+            if j + PREFETCH_AHEAD < fresh_n:
+                prefetch_code(g, s.fresh[j + PREFETCH_AHEAD])
             d = node_distance(g, q, nb)
             if s.results.size < ef or d < bound:
                 rc |= heap_push(&s.candidates, -d, nb)
@@ -491,42 +496,56 @@ cdef int exact_scan(const Graph *g, Scratch *s, const Query *q, size_t k, const 
                 offer(&s.results, k, node_distance(g, q, node), <uint32_t> node)
     return 0
 
-cdef int rescore_results(const Graph *g, Scratch *s, const float *q, size_t k) noexcept nogil:
+cdef int rescore_results(const Graph *g, Scratch *s, const Query *walk, const float *q, size_t k) noexcept nogil:
     """Measure the candidates in s.results again, exactly, from their float32
-    vectors (only those rows are read), and keep the best k. -1 on OOM."""
+    vectors, and keep the best k. -1 on OOM.
+
+    Candidates go from the closest by their codes, and an int8 candidate whose
+    code distance is further than its error bound (int8_error_bound) beyond
+    the k-th exact distance so far cannot enter the top k: its row is not
+    read. The result is the same as rescoring every candidate.
+    """
     cdef vj_dist_fn dist = metric_kernel(g.metric)
-    cdef size_t i, n = s.results.size, offset, row_bytes = g.dim * sizeof(float)
+    cdef size_t i, n = s.results.size, offset, row_bytes = g.dim * sizeof(float), slot = 0
     cdef const char *row
     cdef float *grown
+    cdef HeapItem *items
+    cdef bint bounded = walk.kind == KIND_INT8
     if heap_reserve(&s.sorted, n + 1) != 0:
         return -1
-    memcpy(s.sorted.items, s.results.items, n * sizeof(HeapItem))
-    if g.vector_fd >= 0:
-        # pread, not the memory map: a touched map counts in RSS, and the kernel maps
-        # whole (large) folios around each row, so a few rows would map most of the file
-        if s.rows_capacity < n:
-            grown = <float *> realloc(s.rows, n * row_bytes)
-            if grown == NULL:
-                return -1
-            s.rows = grown
-            s.rows_capacity = n
-        s.results.size = 0
-        for i in range(n):
-            row = <const char *> node_vector(g, s.sorted.items[i].node)
-            if pread(g.vector_fd, s.rows + i * g.dim, row_bytes,
-                     <off_t> (s.sorted.items[i].node * row_bytes)) == <ssize_t> row_bytes:
-                row = <const char *> (s.rows + i * g.dim)
-            offer(&s.results, k, dist(q, <const float *> row, g.dim), s.sorted.items[i].node)
-        return 0
-    for i in range(n):  # the rows may come from disk: ask for all of them first
-        __builtin_prefetch(node_vector(g, s.sorted.items[i].node))
-    s.results.size = 0
+    items = s.sorted.items
+    i = n
+    while s.results.size > 0:  # the max-heap pops worst first: fill from the end
+        i -= 1
+        items[i] = s.results.items[0]
+        heap_pop(&s.results)
+    if g.vector_fd >= 0 and s.rows_capacity < n:
+        grown = <float *> realloc(s.rows, n * row_bytes)
+        if grown == NULL:
+            return -1
+        s.rows = grown
+        s.rows_capacity = n
+    elif g.vector_fd < 0:
+        for i in range(n):  # the rows may come from disk: ask for the first ones now
+            if i < 4:
+                __builtin_prefetch(node_vector(g, items[i].node))
     for i in range(n):
-        if i + 1 < n:
-            row = <const char *> node_vector(g, s.sorted.items[i + 1].node)
-            for offset in range(64, g.dim * sizeof(float), 64):
-                __builtin_prefetch(row + offset)
-        offer(&s.results, k, dist(q, node_vector(g, s.sorted.items[i].node), g.dim), s.sorted.items[i].node)
+        if (bounded and s.results.size >= k and
+                items[i].key - int8_error_bound(g, walk, items[i].node, items[i].key) > s.results.items[0].key):
+            continue
+        row = <const char *> node_vector(g, items[i].node)
+        if g.vector_fd >= 0:
+            # pread, not the memory map: a touched map counts in RSS, and the kernel maps
+            # whole (large) folios around each row, so a few rows would map most of the file
+            if pread(g.vector_fd, s.rows + slot * g.dim, row_bytes,
+                     <off_t> (items[i].node * row_bytes)) == <ssize_t> row_bytes:
+                row = <const char *> (s.rows + slot * g.dim)
+                slot += 1
+        else:
+            if i + 1 < n:
+                for offset in range(0, row_bytes, 64):
+                    __builtin_prefetch(<const char *> node_vector(g, items[i + 1].node) + offset)
+        offer(&s.results, k, dist(q, <const float *> row, g.dim), items[i].node)
     return 0
 
 # Filters letting through less than 1/TWO_HOP_BELOW of the labels walk two hops.
@@ -596,7 +615,7 @@ cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const Query *q, const float *ex
         if s.results.size < k and s.results.size < available:
             if exact_scan(g, s, q, pool, allowed, allowed_bytes) != 0:
                 return -1
-    if exact != NULL and rescore_results(g, s, exact, k) != 0:
+    if exact != NULL and rescore_results(g, s, q, exact, k) != 0:
         return -1
     return <Py_ssize_t> drain_results(g, s, k, labels, distances, exact == NULL)
 

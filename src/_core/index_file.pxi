@@ -15,14 +15,17 @@
 # Format 4 adds the storage kind: a compact kind's codes (count * code_size
 # bytes, on a 64 KiB boundary, memory-mapped like the records) and its learnt
 # parameters (float32) follow the free slots; files of formats 2 and 3 have
-# zeros there and load as float32.
+# zeros there and load as float32. Format 5 int8 codes carry their error
+# bounds (distance.pxi); format 4 int8 codes load into that layout in memory.
 
 import struct as _struct
 
 _MAGIC = b"VJHNSW\x00\x01"
-FORMAT_VERSION = 4  # 2: identity labels without a table; 3: packed level 0 (external vectors); 4: kinds
+FORMAT_VERSION = 5  # 2: identity labels without a table; 3: packed level 0 (external vectors); 4: kinds;
+                    # 5: int8 codes carry their error bounds (a 16-byte head)
 _PACKED_SINCE = 3
 _KINDS_SINCE = 4
+_INT8_BOUNDS_SINCE = 5
 _SECTION_ALIGN = 65536
 _HEADER_SIZE = 256
 _HEADER_FIELDS = (
@@ -312,7 +315,9 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
     if (h["labels_bytes"] % sizeof(LabelSlot) or slots < LABELMAP_MIN_SLOTS or slots & (slots - 1)
             or h["label_count"] * 2 > slots and not h["labels_are_nodes"]):
         bad("invalid label table size")
-    code_bytes = h["count"] * kind_code_size(h["kind"], h["dim"]) if h["kind"] != KIND_FLOAT32 else 0
+    code_size = (kind_code_size(h["kind"], h["dim"]) if h["version"] >= _INT8_BOUNDS_SINCE
+                 else kind_code_size_v4(h["kind"], h["dim"]))
+    code_bytes = h["count"] * code_size if h["kind"] != KIND_FLOAT32 else 0
     if h["codes_bytes"] != code_bytes or h["params_bytes"] not in (0, 4 * kind_param_count(h["kind"], h["dim"])):
         bad("the code section does not match the counts")
     if kind_param_count(h["kind"], h["dim"]) and h["params_bytes"] == 0 and h["count"] > 0:
@@ -435,6 +440,31 @@ cdef void attach_codes(HNSWIndex index, str path, int fd, dict h, bint verify) e
     g.code_stride = g.code_size
     if verify and section_hash(g.codes, nbytes) != h["codes_hash"]:
         raise CorruptionError(f"{path}: checksum mismatch in the codes")
+    if h["kind"] == KIND_INT8 and h["version"] < _INT8_BOUNDS_SINCE:
+        widen_int8_heads(g)
+
+
+cdef void widen_int8_heads(Graph *g) except *:
+    """Format 4 int8 codes ([f32 norm][bytes]) into today's layout, in memory.
+    Their error bounds are unknown (infinite): rescoring reads every candidate
+    of theirs, as it did, until compact() encodes them again."""
+    cdef size_t old_size = kind_code_size_v4(KIND_INT8, g.dim), node
+    cdef size_t nbytes = g.count * g.code_size
+    cdef char *block = <char *> map_anonymous(nbytes if nbytes > 0 else 1)
+    cdef float *head
+    if block == NULL:
+        raise MemoryError("widening the int8 codes of a format 4 index")
+    for node in range(g.count):
+        head = <float *> (block + node * g.code_size)
+        memset(head, 0, g.code_size)
+        head[0] = (<const float *> (g.codes + node * old_size))[0]
+        head[1] = INFINITY
+        head[2] = INFINITY
+        memcpy(block + node * g.code_size + INT8_HEAD, g.codes + node * old_size + INT8_HEAD_V4, g.dim)
+    munmap(g.codes, g.codes_bytes)
+    g.codes = block
+    g.codes_bytes = nbytes if nbytes > 0 else 1
+    g.code_stride = g.code_size
 
 
 cdef void unpack_into(Graph *g, str path, int fd, dict h) except *:
