@@ -32,6 +32,7 @@ REQUIRED_GLOBS = [
     "tests/*.py",
     "tests/native/*",
     "tests/data/db-before-quantization/*",
+    "tests/data/int8-format4/*",
 ]
 # must be present whatever the tree holds
 MUST_HAVE = ["PKG-INFO", "pyproject.toml", "CMakeLists.txt", "README.md", "src/_core/_core.pyx",
@@ -44,9 +45,9 @@ FORBIDDEN_PART_GLOBS = [".venv*", "venv", "*.egg-info", "vjson-demo-*"]
 FORBIDDEN_NAMES = ["*.so", "*.pyd", "*.dylib", "*.o", "*.a", "*.c", "*.cpp", "*.html", "*.pyc", "*.whl",
                    "*.tar.gz", "*.vjl", "*.vjx", "*.vjs", "*.vjm", "*.f32", "MANIFEST.json"]
 # named on purpose, not build output or stray data: the kernels' hand-written test
-# driver, and the committed database in the format before quantization that the
-# compatibility tests open
-ALLOWED_GLOBS = ["tests/native/*.c", "tests/data/db-before-quantization/*"]
+# driver, the committed database in the format before quantization and the int8
+# index files of format 4 that the compatibility tests open
+ALLOWED_GLOBS = ["tests/native/*.c", "tests/data/db-before-quantization/*", "tests/data/int8-format4/*"]
 MAX_BYTES = 10 * 1024 * 1024  # the sdist is ~1.4 MB, most of it the demo data
 
 
