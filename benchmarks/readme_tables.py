@@ -22,6 +22,34 @@ BEGIN, END = "<!-- quantization:begin -->", "<!-- quantization:end -->"
 ORDER = ["vjson-float32", "vjson-int8", "vjson-binary", "hnswlib", "usearch-i8"]
 
 
+def ordered(engines: dict) -> list[str]:
+    """Engines in ORDER, each followed by its oversample variants (KIND@F, by F)."""
+    out = []
+    for e in ORDER:
+        if e in engines:
+            out.append(e)
+        out += sorted((v for v in engines if v.startswith(e + "@")), key=lambda v: float(v.split("@")[1]))
+    return out
+
+
+def oversample_curve(ds: dict, defaults: dict) -> list[str]:
+    """The binary kind against int8 across oversample factors: the best recall each reaches and its speed."""
+    names = [e for e in ordered(ds["engines"]) if e.startswith(("vjson-binary", "vjson-int8"))]
+    if not any("@" in e for e in names):
+        return []
+    # the kinds' default factors, as the run recorded them (keys: the core's kind numbers)
+    default = {"vjson-int8": defaults.get("2"), "vjson-binary": defaults.get("3")}
+    out = ["| kind, oversample | best recall@10 | QPS at recall 0.95 | QPS at the best recall |",
+           "|---|---:|---:|---:|"]
+    for e in names:
+        r = ds["engines"][e]
+        best = max(r["sweep"], key=lambda p: (p["recall"], p["qps_1t"]))
+        factor = r.get("oversample") or default.get(e) or "default"
+        out.append(f"| {e.split('@')[0].removeprefix('vjson-')}, {factor} | {best['recall']:.3f} | "
+                   f"{fmt(r['at_target']['qps'])} | {fmt(best['qps_1t'])} |")
+    return out
+
+
 def load(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("quantization-*.json"))]
 
@@ -36,7 +64,7 @@ def tables(runs: list[dict]) -> str:
         v = run["versions"]
         hb = run.get("hnswlib_build", {})
         for ds in run["datasets"]:
-            eng = {e: ds["engines"][e] for e in ORDER if e in ds["engines"]}
+            eng = {e: ds["engines"][e] for e in ordered(ds["engines"])}
             ratios = ds["ratios"]
             out.append(f"**{ds['name']}**: {ds['n']:,} x {ds['dim']}-d {ds['metric']}, {ds['queries']:,} queries; "
                        f"commit `{run['git']['commit']}`, {run['started']}, {run['machine']['cpu']} "
@@ -50,6 +78,9 @@ def tables(runs: list[dict]) -> str:
                 at = r["at_target"]
                 best = max(p["recall"] for p in r["sweep"])
                 rss = r.get("rss", {}).get("rss")
+                if "@" in e:  # a variant shares its kind's database: only the speed differs
+                    out.append(f"| {e} | {fmt(at['qps'])} | {fmt(at['ef'], '{:.0f}')} | {best:.3f} | | | | |")
+                    continue
                 out.append(f"| {e} | {fmt(at['qps'])} | {fmt(at['ef'], '{:.0f}')} | {best:.3f} | "
                            f"{fmt(ds['build']['median_s'].get(e), '{:.2f}')} | {fmt(r.get('ram_bytes_per_vector'))} | "
                            f"{fmt(r.get('disk_bytes_per_vector'))} | {fmt(rss / 2**20 if rss else None, '{:.0f} MiB')} |")
@@ -59,6 +90,11 @@ def tables(runs: list[dict]) -> str:
             for key, val in ratios.items():
                 if key != "target_recall":
                     out.append(f"| {key} | {val:.2f}x |")
+            curve = oversample_curve(ds, run["params"].get("oversample_default", {}))
+            if curve:
+                out.append("\nThe binary kind across oversample factors (`KIND@F`: the same database "
+                           "searched with `oversample=F`), against int8:\n")
+                out += curve
             out.append(f"\nBuilds: {ds['build']['reps']} per engine on the first {ds['build']['rows']:,} rows, "
                        f"{ds['build']['threads']} threads, interleaved. RSS: a fresh process opens the database "
                        "read-only and runs every query once at ef 64.\n")
@@ -72,10 +108,10 @@ def plot(runs: list[dict], path: Path) -> None:
     sets = [ds for run in runs for ds in run["datasets"]]
     fig, axes = plt.subplots(1, len(sets), figsize=(7 * len(sets), 5), squeeze=False)
     for ax, ds in zip(axes[0], sets):
-        for e in ORDER:
-            if e in ds["engines"]:
-                sw = ds["engines"][e]["sweep"]
-                ax.plot([p["recall"] for p in sw], [p["qps_1t"] for p in sw], "o-", label=e)
+        for e in ordered(ds["engines"]):
+            sw = ds["engines"][e]["sweep"]
+            ax.plot([p["recall"] for p in sw], [p["qps_1t"] for p in sw], "o--" if "@" in e else "o-",
+                    label=e, lw=1 if "@" in e else 1.5)
         ax.axvline(0.95, color="grey", lw=0.8, ls=":")
         ax.set_yscale("log")
         ax.set_xlabel("recall@10")
