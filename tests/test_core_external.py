@@ -259,7 +259,7 @@ def packed(tmp_path):
 def test_packed_file_holds_only_the_links_in_use(packed):
     index, data, path = packed
     h = read_header(path.read_bytes())
-    assert h["version"] == 4 and h["external_vectors"] == 1  # 4: kinds; packed since 3
+    assert h["version"] == 5 and h["external_vectors"] == 1  # 5: int8 error bounds; packed since 3
     links = index.check()["links"]  # (all levels: level 0 holds most)
     # a deleted bit and a 1-byte count per node, then 2 bytes per link below 65,536 nodes
     assert h["level0_bytes"] <= -(-3000 // 8) + 3000 + 2 * links

@@ -18,7 +18,7 @@ from vjson import _core
 KINDS = ["float16", "int8", "binary"]
 METRICS = ["l2", "ip", "cosine"]
 OLD_DB = Path(__file__).parent / "data" / "db-before-quantization"
-# index_file.pxi's header (format 4): ..., kind, params_bytes, codes_offset, codes_bytes, codes_hash, params_hash
+# index_file.pxi's header (formats 4 and 5): ..., kind, params_bytes, codes_offset, codes_bytes, codes_hash, params_hash
 HEADER = struct.Struct("<8s" + "I" * 9 + "iq" + "Q" * 16 + "II" + "IIQQQQ")
 
 
