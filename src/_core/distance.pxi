@@ -32,6 +32,7 @@ cdef struct Query:
     float half_steps       # int8: sum |q_d| step_d / 2, the error of unclipped dimensions
     float q_max            # int8: max |q_d|, which scales a code's clipping error
     float q_norm2          # int8: |q|^2, for the rounding slack of l2 distances
+    float q_norm           # int8: |q|, for the Cauchy-Schwarz bound of inner products
 
 cdef enum:
     INT8_HEAD = 16         # four floats before an int8 code's bytes (see above)
@@ -95,6 +96,7 @@ cdef inline void prepare_int8(const Graph *g, const float *vector, float *buffer
     q.half_steps = <float> (0.5 * half_steps)
     q.q_max = q_max
     q.q_norm2 = <float> norm
+    q.q_norm = <float> sqrt(norm)
     if g.metric == METRIC_L2:  # |q - x'|^2 = |q|^2 - 2 q.x' + |x'|^2
         q.c0 = <float> (norm - 2.0 * offset)
         q.c1 = 1.0
@@ -195,9 +197,9 @@ cdef inline float int8_error_bound(const Graph *g, const Query *q, size_t node, 
         bound = d if root <= head[2] else d - (root - head[2]) * (root - head[2])
         return bound + 3e-5 * (q.q_norm2 + head[0] + fabs(d))
     bound = q.half_steps + q.q_max * head[1]
-    if sqrt(q.q_norm2) * head[2] < bound:
-        bound = sqrt(q.q_norm2) * head[2]
-    return bound + 3e-5 * (1.0 + fabs(d) + sqrt(q.q_norm2 * head[0]))
+    if q.q_norm * head[2] < bound:
+        bound = q.q_norm * head[2]
+    return bound + 3e-5 * (1.0 + fabs(d) + q.q_norm * sqrt(head[0]))
 
 cdef inline float reported_distance(const Graph *g, float d) noexcept nogil:
     """A walk distance in the metric's units (binary: estimated from the Hamming

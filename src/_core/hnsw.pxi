@@ -506,7 +506,7 @@ cdef int rescore_results(const Graph *g, Scratch *s, const Query *walk, const fl
     read. The result is the same as rescoring every candidate.
     """
     cdef vj_dist_fn dist = metric_kernel(g.metric)
-    cdef size_t i, n = s.results.size, offset, row_bytes = g.dim * sizeof(float), slot = 0
+    cdef size_t i, n = s.results.size, offset, row_bytes = g.dim * sizeof(float)
     cdef const char *row
     cdef float *grown
     cdef HeapItem *items
@@ -519,16 +519,15 @@ cdef int rescore_results(const Graph *g, Scratch *s, const Query *walk, const fl
         i -= 1
         items[i] = s.results.items[0]
         heap_pop(&s.results)
-    if g.vector_fd >= 0 and s.rows_capacity < n:
-        grown = <float *> realloc(s.rows, n * row_bytes)
+    if g.vector_fd >= 0 and s.rows_capacity < 1:  # one row at a time: each is measured as it arrives
+        grown = <float *> realloc(s.rows, row_bytes)
         if grown == NULL:
             return -1
         s.rows = grown
-        s.rows_capacity = n
+        s.rows_capacity = 1
     elif g.vector_fd < 0:
-        for i in range(n):  # the rows may come from disk: ask for the first ones now
-            if i < 4:
-                __builtin_prefetch(node_vector(g, items[i].node))
+        for i in range(n if n < 4 else 4):  # the rows may come from disk: ask for the first ones now
+            __builtin_prefetch(node_vector(g, items[i].node))
     for i in range(n):
         if (bounded and s.results.size >= k and
                 items[i].key - int8_error_bound(g, walk, items[i].node, items[i].key) > s.results.items[0].key):
@@ -537,10 +536,8 @@ cdef int rescore_results(const Graph *g, Scratch *s, const Query *walk, const fl
         if g.vector_fd >= 0:
             # pread, not the memory map: a touched map counts in RSS, and the kernel maps
             # whole (large) folios around each row, so a few rows would map most of the file
-            if pread(g.vector_fd, s.rows + slot * g.dim, row_bytes,
-                     <off_t> (items[i].node * row_bytes)) == <ssize_t> row_bytes:
-                row = <const char *> (s.rows + slot * g.dim)
-                slot += 1
+            if pread(g.vector_fd, s.rows, row_bytes, <off_t> (items[i].node * row_bytes)) == <ssize_t> row_bytes:
+                row = <const char *> s.rows
         else:
             if i + 1 < n:
                 for offset in range(0, row_bytes, 64):
