@@ -70,14 +70,19 @@ def test_float16_kernel_reads_subnormals_and_infinities(simd_path):
     assert _core._code_distance(np.zeros(21, np.float32), inf, "float16", "l2") == np.inf
 
 
-@pytest.mark.parametrize("dim", [1, 7, 15, 16, 17, 31, 32, 33, 100, 384, 1000])
+@pytest.mark.parametrize("dim", [1, 7, 15, 16, 17, 31, 32, 33, 100, 384, 1000, 4096])
 def test_int8_kernel_matches_numpy(simd_path, dim):
+    # the kernel takes an int16 query within +-limit, so that no sum leaves int32
+    limit = min(32767, (2**31 - 1) // (255 * dim))
     rng = np.random.default_rng(dim + 1)
-    q = rng.normal(size=dim).astype(np.float32)
+    q = rng.integers(-limit, limit + 1, size=dim).astype(np.int16)
     code = rng.integers(0, 256, size=dim).astype(np.uint8)
     code[:3] = 255  # the top of the range must not be read as signed
-    expect = float(np.dot(q.astype(np.float64), code.astype(np.float64)))
-    assert _core._code_distance(q, code, "int8") == pytest.approx(expect, rel=1e-4, abs=1e-2)
+    q[:2] = -limit  # nor the bottom of the query's
+    expect = int(np.dot(q.astype(np.int64), code.astype(np.int64)))
+    assert _core._code_distance(q, code, "int8") == pytest.approx(expect, rel=1e-7, abs=0.5)
+    worst = np.full(dim, limit, np.int16)  # the largest sum the limit allows
+    assert _core._code_distance(worst, np.full(dim, 255, np.uint8), "int8") == pytest.approx(255 * limit * dim, rel=1e-7)
 
 
 @pytest.mark.parametrize("words", [1, 2, 3, 4, 5, 6, 7, 16])

@@ -28,11 +28,12 @@ cdef struct Query:
     int kind
     vj_dist_fn f32         # float32 codes: the metric's float kernel
     vj_code_fn code        # the other kinds' kernel
-    float c0, c1, c2       # int8: distance = c0 + c1 * |x'|^2 + c2 * (q . c)
+    float c0, c1, c2       # int8: distance = c0 + c1 * |x'|^2 + c2 * (data . c)
     float half_steps       # int8: sum |q_d| step_d / 2, the error of unclipped dimensions
     float q_max            # int8: max |q_d|, which scales a code's clipping error
     float q_norm2          # int8: |q|^2, for the rounding slack of l2 distances
     float q_norm           # int8: |q|, for the Cauchy-Schwarz bound of inner products
+    float quant_slack      # int8: how far rounding the query to int16 can move a distance
 
 cdef enum:
     INT8_HEAD = 16         # four floats before an int8 code's bytes (see above)
@@ -79,10 +80,15 @@ cdef inline vj_dist_fn metric_kernel(int metric) noexcept nogil:
     return vj_active.l2sq if metric == METRIC_L2 else vj_active.ipdist
 
 cdef inline void prepare_int8(const Graph *g, const float *vector, float *buffer, Query *q) noexcept nogil:
-    # q . x' = sum q_d lo_d + sum (q_d step_d) c_d: the kernel computes the second sum
+    # q . x' = sum q_d lo_d + sum (q_d step_d) c_d. The kernel computes the
+    # second sum on integers: w_d = q_d step_d is rounded to int16 as
+    # scale * i_d (|i_d| within vj_u8_query_limit, so the sum is exact), and
+    # the rounding, at most 255 sum |w_d - scale i_d| for codes <= 255, is
+    # quant_slack (in distance units) for the rescoring bound.
     cdef const float *lo = g.quant_params
     cdef const float *step = g.quant_params + g.dim
-    cdef double offset = 0.0, norm = 0.0, half_steps = 0.0
+    cdef int16_t *ints = <int16_t *> buffer  # written over `vector` when they alias: see below
+    cdef double offset = 0.0, norm = 0.0, half_steps = 0.0, w_max = 0.0, scale, w, rounded, lost = 0.0
     cdef float v, q_max = 0.0
     cdef size_t d
     for d in range(g.dim):
@@ -92,7 +98,17 @@ cdef inline void prepare_int8(const Graph *g, const float *vector, float *buffer
         half_steps += fabs(<double> v) * step[d]
         if fabs(v) > q_max:
             q_max = fabs(v)
-        buffer[d] = v * step[d]
+        w = fabs(<double> v * step[d])
+        if w > w_max:
+            w_max = w
+    scale = w_max / vj_u8_query_limit(g.dim) if w_max > 0.0 else 1.0
+    # In place (prepare_node) the int16 of dimension d lands on bytes 2d, 2d+1,
+    # which no later dimension's float (bytes 4d' >= 4d + 4) occupies.
+    for d in range(g.dim):
+        w = <double> vector[d] * step[d]
+        rounded = nearbyint(w / scale)
+        lost += fabs(w - scale * rounded)
+        ints[d] = <int16_t> rounded
     q.half_steps = <float> (0.5 * half_steps)
     q.q_max = q_max
     q.q_norm2 = <float> norm
@@ -100,11 +116,13 @@ cdef inline void prepare_int8(const Graph *g, const float *vector, float *buffer
     if g.metric == METRIC_L2:  # |q - x'|^2 = |q|^2 - 2 q.x' + |x'|^2
         q.c0 = <float> (norm - 2.0 * offset)
         q.c1 = 1.0
-        q.c2 = -2.0
+        q.c2 = <float> (-2.0 * scale)
+        q.quant_slack = <float> (2.0 * 255.0 * lost)
     else:
         q.c0 = <float> (1.0 - offset)
         q.c1 = 0.0
-        q.c2 = -1.0
+        q.c2 = <float> -scale
+        q.quant_slack = <float> (255.0 * lost)
 
 cdef inline void binarise(const Graph *g, const float *vector, uint64_t *bits) noexcept nogil:
     cdef size_t d
@@ -192,14 +210,15 @@ cdef inline float int8_error_bound(const Graph *g, const Query *q, size_t node, 
     """
     cdef const float *head = <const float *> node_code(g, node)
     cdef float bound, root
+    d -= q.quant_slack  # the distance with the query unrounded is at least this
     if g.metric == METRIC_L2:
         root = sqrt(d) if d > 0.0 else 0.0
         bound = d if root <= head[2] else d - (root - head[2]) * (root - head[2])
-        return bound + 3e-5 * (q.q_norm2 + head[0] + fabs(d))
+        return q.quant_slack + bound + 3e-5 * (q.q_norm2 + head[0] + fabs(d))
     bound = q.half_steps + q.q_max * head[1]
     if q.q_norm * head[2] < bound:
         bound = q.q_norm * head[2]
-    return bound + 3e-5 * (1.0 + fabs(d) + q.q_norm * sqrt(head[0]))
+    return q.quant_slack + bound + 3e-5 * (1.0 + fabs(d) + q.q_norm * sqrt(head[0]))
 
 cdef inline float reported_distance(const Graph *g, float d) noexcept nogil:
     """A walk distance in the metric's units (binary: estimated from the Hamming

@@ -1,5 +1,5 @@
 # Declarations of the small C headers the core is built on.
-from libc.stdint cimport uint16_t, uint64_t
+from libc.stdint cimport int32_t, uint16_t, uint64_t
 
 cdef extern from "simd.h" nogil:
     ctypedef float (*vj_dist_fn)(const float *a, const float *b, size_t n)
@@ -21,6 +21,7 @@ cdef extern from "simd.h" nogil:
     int vj_simd_set(int level)
     void vj_simd_init()
     float vj_half_to_float(uint16_t h)
+    int32_t vj_u8_query_limit(size_t dim)
     uint16_t vj_float_to_half(float f)
     float vj_l2sq_scalar(const float *a, const float *b, size_t n)
     float vj_ipdist_scalar(const float *a, const float *b, size_t n)

@@ -172,7 +172,7 @@ typedef struct {
     vj_dist_fn ipdist;
     vj_code_fn l2sq_f16;    /* float32 query, float16 code */
     vj_code_fn ipdist_f16;
-    vj_code_fn dot_u8;      /* float32 query, uint8 code */
+    vj_code_fn dot_u8;      /* int16 query, uint8 code */
     vj_code_fn hamming;     /* bits, bits */
 } vj_kernels;
 
@@ -224,7 +224,7 @@ static int vj_simd_set(int level) {
         if (__builtin_cpu_supports("popcnt")) k.hamming = vj_hamming_popcnt;
     }
     if (level == VJ_SIMD_AVX512) {
-        k.l2sq = vj_l2sq_avx512; k.ipdist = vj_ipdist_avx512; k.dot_u8 = vj_dot_u8_avx512;
+        k.l2sq = vj_l2sq_avx512; k.ipdist = vj_ipdist_avx512;  /* dot_u8 stays avx2's (simd_codes.h) */
         k.l2sq_f16 = vj_l2sq_f16_avx512; k.ipdist_f16 = vj_ipdist_f16_avx512;
     }
 #endif

@@ -114,24 +114,26 @@ static float vj_ipdist_f16_neon(const void *query, const void *code, size_t n) {
     return 1.0f - s;
 }
 
-/* 16 bytes -> four float32x4 (exact: bytes are small integers) */
+/* 16 codes a step: bytes widened to int16, multiplied by the int16 query and
+ * accumulated in int32 (vmlal_s16), exact under vj_u8_query_limit */
 static float vj_dot_u8_neon(const void *query, const void *code, size_t n) {
-    const float *q = (const float *)query;
+    const int16_t *q = (const int16_t *)query;
     const uint8_t *c = (const uint8_t *)code;
-    float32x4_t acc0 = vdupq_n_f32(0.f), acc1 = vdupq_n_f32(0.f);
-    float32x4_t acc2 = vdupq_n_f32(0.f), acc3 = vdupq_n_f32(0.f);
+    int32x4_t acc0 = vdupq_n_s32(0), acc1 = vdupq_n_s32(0), acc2 = vdupq_n_s32(0), acc3 = vdupq_n_s32(0);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         uint8x16_t bytes = vld1q_u8(c + i);
-        uint16x8_t lo = vmovl_u8(vget_low_u8(bytes)), hi = vmovl_u8(vget_high_u8(bytes));
-        acc0 = vfmaq_f32(acc0, vld1q_f32(q + i), vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))));
-        acc1 = vfmaq_f32(acc1, vld1q_f32(q + i + 4), vcvtq_f32_u32(vmovl_u16(vget_high_u16(lo))));
-        acc2 = vfmaq_f32(acc2, vld1q_f32(q + i + 8), vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))));
-        acc3 = vfmaq_f32(acc3, vld1q_f32(q + i + 12), vcvtq_f32_u32(vmovl_u16(vget_high_u16(hi))));
+        int16x8_t lo = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(bytes)));
+        int16x8_t hi = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(bytes)));
+        int16x8_t q0 = vld1q_s16(q + i), q1 = vld1q_s16(q + i + 8);
+        acc0 = vmlal_s16(acc0, vget_low_s16(lo), vget_low_s16(q0));
+        acc1 = vmlal_s16(acc1, vget_high_s16(lo), vget_high_s16(q0));
+        acc2 = vmlal_s16(acc2, vget_low_s16(hi), vget_low_s16(q1));
+        acc3 = vmlal_s16(acc3, vget_high_s16(hi), vget_high_s16(q1));
     }
-    float s = vaddvq_f32(vaddq_f32(vaddq_f32(acc0, acc1), vaddq_f32(acc2, acc3)));
+    int32_t s = vaddvq_s32(vaddq_s32(vaddq_s32(acc0, acc1), vaddq_s32(acc2, acc3)));
     for (; i < n; i++) s += q[i] * c[i];
-    return s;
+    return (float)s;
 }
 
 /* CNT counts the bits of each byte; pairs of byte counts accumulate into 16-bit

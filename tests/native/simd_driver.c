@@ -8,7 +8,7 @@
  *   simd_driver init           the level first use picks (VJSON_SIMD applies): "ACTIVE name"
  *
  * The kernels: l2sq and ipdist (float32), and the compact kinds' l2sq_f16,
- * ipdist_f16 (float16 codes), dot_u8 (uint8 codes) and hamming (bit strings).
+ * ipdist_f16 (float16 codes), dot_u8 (int16 query, uint8 codes) and hamming (bit strings).
  * check prints one line per level and kernel:
  *   RESULT level=neon kernel=l2sq cases=8192 worst=0.0123 maxrel_vs_scalar=1.2e-07 PASS
  * where worst is the largest |error| / bound seen (must stay <= 1), and one line
@@ -147,11 +147,19 @@ static int check_codes(const char *name, const vj_kernels *k, guarded gq, guarde
             account(&ti, fabs(got - (1.0 - dot)), g * dabs + 2 * u * (1.0 + fabs(dot) + g * dabs),
                     rel(got, vj_ipdist_f16_scalar(q, h, n)), "ipdist_f16", name, n);
 
-            for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(next_u64() >> 56);
-            dot = 0; dabs = 0;
-            for (size_t i = 0; i < n; i++) { dot += (double)q[i] * b[i]; dabs += fabs((double)q[i] * b[i]); }
-            got = k->dot_u8(q, b, n);
-            account(&tu, fabs(got - dot), g * dabs, rel(got, vj_dot_u8_scalar(q, b, n)), "dot_u8", name, n);
+            /* int8: an int16 query within the limit (its extremes on place 2), bytes up to 255;
+             * the sum is exact in int32, so only its conversion to float may round */
+            int16_t *qi = place == 0 ? (int16_t *)gq.end - n : (int16_t *)q;  /* place 0: ends at the guard */
+            int32_t lim = vj_u8_query_limit(n);
+            for (size_t i = 0; i < n; i++) {
+                b[i] = place == 2 ? 255 : (uint8_t)(next_u64() >> 56);
+                qi[i] = place == 2 ? (int16_t)(i % 2 ? lim : -lim)
+                                   : (int16_t)((int64_t)(next_u64() % (2 * (uint64_t)lim + 1)) - lim);
+            }
+            dot = 0;
+            for (size_t i = 0; i < n; i++) dot += (double)qi[i] * b[i];
+            got = k->dot_u8(qi, b, n);
+            account(&tu, fabs(got - dot), 0.5 + u * fabs(dot), rel(got, vj_dot_u8_scalar(qi, b, n)), "dot_u8", name, n);
 
             /* binary: n bits in whole 64-bit words, zero-padded; counts must be exact (bound 0.5) */
             size_t words = (n + 63) / 64;
