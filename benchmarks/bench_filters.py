@@ -151,22 +151,30 @@ def run_search(args, ds: _data.Dataset, metas: List[dict], tmp_root: str) -> dic
         if rows.size < K:
             log(f"  [skip] {name}: only {rows.size} matching rows in the first {n:,}")
             continue
-        ids, _ = vjson.brute_force_knn(np.ascontiguousarray(ds.base[rows]), Q, K, "cosine")
-        gt = rows[np.asarray(ids, dtype=np.int64)]
+        gt = None
+        if not args.skip_sweep:  # the sweep's ground truth (--defaults computes its own)
+            ids, _ = vjson.brute_force_knn(np.ascontiguousarray(ds.base[rows]), Q, K, "cosine")
+            gt = rows[np.asarray(ids, dtype=np.int64)]
         filters.append((cls, name, flt, rows, gt))
     log(f"  filtered ground truth for {len(filters)} filters in {time.perf_counter() - t0:.1f} s")
 
     folder = tempfile.mkdtemp(prefix="vjson_filters_", dir=tmp_root)
-    path = os.path.join(folder, "db")
+    path = args.db or os.path.join(folder, "db")
     db = None
     try:
         t0 = time.perf_counter()
-        db = vjson.VectorDB(path, dimension=ds.dim, metric="cosine", M=M, ef_construction=EF_CONSTRUCTION)
-        ids = [str(i) for i in range(n)]
-        for s in range(0, n, 5000):
-            db.insert_batch(ids[s:s + 5000], ds.base[s:s + 5000], metas[s:s + 5000])
-        db.close()
-        db = vjson.open(path)
+        if args.db and os.path.exists(path):
+            db = vjson.open(path)
+            if len(db) != n:
+                raise SystemExit(f"--db {path} holds {len(db):,} records, not {n:,}")
+            log(f"  database at {path} reused")
+        else:
+            db = vjson.VectorDB(path, dimension=ds.dim, metric="cosine", M=M, ef_construction=EF_CONSTRUCTION)
+            ids = [str(i) for i in range(n)]
+            for s in range(0, n, 5000):
+                db.insert_batch(ids[s:s + 5000], ds.base[s:s + 5000], metas[s:s + 5000])
+            db.close()
+            db = vjson.open(path)
         res["build_s"] = time.perf_counter() - t0
         log(f"  database built with metadata, closed and reopened in {res['build_s']:.1f} s")
 
@@ -516,6 +524,8 @@ def parse_args(argv=None):
     ap.add_argument("--word-queries", action="store_true",
                     help="--defaults also with the one-word queries' embeddings (hybrid_queries.f16.npy)")
     ap.add_argument("--defaults-k", type=_int_list, default=[K], help="k values of --defaults (default 10)")
+    ap.add_argument("--db", default=None,
+                    help="keep the database here and reuse it on the next run (same --n; not deleted)")
     ap.add_argument("--data-dir", default=None, help="shared data folder holding wordnet/")
     ap.add_argument("--tmp", default=None, help="folder for the temporary database")
     ap.add_argument("--quick", action="store_true",

@@ -169,16 +169,17 @@ def run(args) -> dict:
     res = {"n": n, "queries": m, "per_kind_queries": {k: sum(q["kind"] == k for q in queries) for k in KINDS}}
 
     folder = tempfile.mkdtemp(prefix="vjson_hybrid_", dir=args.tmp)
-    path = os.path.join(folder, "db")
+    path = args.db or os.path.join(folder, "db")
     db = None
     try:
         t0 = time.perf_counter()
-        db = vjson.VectorDB(path, dimension=base.shape[1], metric="cosine", M=M, ef_construction=EF_CONSTRUCTION,
-                            ef_search=args.ef)
-        ids = [str(i) for i in range(n)]
-        for s in range(0, n, 5000):
-            db.insert_batch(ids[s:s + 5000], base[s:s + 5000], None, texts[s:s + 5000])
-        db.close()
+        if not (args.db and os.path.exists(path)):
+            db = vjson.VectorDB(path, dimension=base.shape[1], metric="cosine", M=M,
+                                ef_construction=EF_CONSTRUCTION, ef_search=args.ef)
+            ids = [str(i) for i in range(n)]
+            for s in range(0, n, 5000):
+                db.insert_batch(ids[s:s + 5000], base[s:s + 5000], None, texts[s:s + 5000])
+            db.close()
         res["build_s"] = time.perf_counter() - t0
         db = vjson.open(path, ef_search=args.ef)
         log(f"database with vectors and texts built, closed and reopened in {res['build_s']:.1f} s "
@@ -254,6 +255,21 @@ def run(args) -> dict:
         # the two retrievals a hybrid call makes (depth = candidates = 100), to see where its time goes
         methods["(vector k=100)"] = lambda i: db.search(qv[i], 100, ef_search=max(args.ef, 100))
         methods["(text k=100)"] = lambda i: db.text_search(words[i], 100, syntax=False)
+        # the cost of the defaults against main's: plain BM25 text, 100 candidates, a vector beam of 100
+        from vjson import text_index
+
+        def as_main(call):
+            def run_as_main(i):
+                saved, text_index.EXACT_FORM_WEIGHT = text_index.EXACT_FORM_WEIGHT, 0.0
+                try:
+                    return call(i)
+                finally:
+                    text_index.EXACT_FORM_WEIGHT = saved
+            return run_as_main
+        methods["text (main: no exact forms)"] = as_main(lambda i: db.text_search(words[i], K))
+        methods["hybrid (main: c=100, ef 100)"] = as_main(
+            lambda i: db.hybrid_search(qv[i], words[i], K, candidates=100, ef_search=100))
+        methods["hybrid rrf c=100"] = lambda i: db.hybrid_search(qv[i], words[i], K, candidates=100)
         order = list(methods)
         timed = {nm: [] for nm in order}
         for rep in range(args.reps):
@@ -267,7 +283,7 @@ def run(args) -> dict:
                 timed[nm].append(_rate(loop, len(ok), args.min_time))
         res["qps"] = {nm: {"qps_1t": _median(v), "runs": v} for nm, v in timed.items()}
         for nm, v in res["qps"].items():
-            log(f"  {nm:16s} {v['qps_1t']:8,.0f} queries/s")
+            log(f"  {nm:28s} {v['qps_1t']:8,.0f} queries/s")
         if args.recall_k:
             res["recall_k"] = run_recall_k(args, db, base, qv, data_dir)
         return res
@@ -404,7 +420,7 @@ def print_report(res: dict) -> None:
         return
     print("\nQueries/s, 1 thread, one query per call (median of passes):")
     for nm, v in res["qps"].items():
-        print(f"  {nm:16s} {v['qps_1t']:8,.0f}   ({1e3 / v['qps_1t']:.3f} ms/query)")
+        print(f"  {nm:28s} {v['qps_1t']:8,.0f}   ({1e3 / v['qps_1t']:.3f} ms/query)")
     print("  (the k=100 rows are the candidate retrievals inside a hybrid call; the rest of its time is fusion)")
 
 
@@ -426,6 +442,8 @@ def parse_args(argv=None):
     ap.add_argument("--candidates", type=lambda t: [int(x) for x in t.split(",") if x.strip()], default=[100, 200],
                     help="hybrid candidate windows of --exact-weights (default 100,200)")
     ap.add_argument("--quality-only", action="store_true", help="skip the timed passes")
+    ap.add_argument("--db", default=None,
+                    help="keep the database here and reuse it on the next run (not deleted)")
     ap.add_argument("--data-dir", default=None, help="shared data folder holding wordnet/")
     ap.add_argument("--tmp", default=None, help="folder for the temporary database")
     ap.add_argument("--quick", action="store_true", help="smoke run: 200 queries, 1 pass of >= 0.1 s")
