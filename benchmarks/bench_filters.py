@@ -151,22 +151,30 @@ def run_search(args, ds: _data.Dataset, metas: List[dict], tmp_root: str) -> dic
         if rows.size < K:
             log(f"  [skip] {name}: only {rows.size} matching rows in the first {n:,}")
             continue
-        ids, _ = vjson.brute_force_knn(np.ascontiguousarray(ds.base[rows]), Q, K, "cosine")
-        gt = rows[np.asarray(ids, dtype=np.int64)]
+        gt = None
+        if not args.skip_sweep:  # the sweep's ground truth (--defaults computes its own)
+            ids, _ = vjson.brute_force_knn(np.ascontiguousarray(ds.base[rows]), Q, K, "cosine")
+            gt = rows[np.asarray(ids, dtype=np.int64)]
         filters.append((cls, name, flt, rows, gt))
     log(f"  filtered ground truth for {len(filters)} filters in {time.perf_counter() - t0:.1f} s")
 
     folder = tempfile.mkdtemp(prefix="vjson_filters_", dir=tmp_root)
-    path = os.path.join(folder, "db")
+    path = args.db or os.path.join(folder, "db")
     db = None
     try:
         t0 = time.perf_counter()
-        db = vjson.VectorDB(path, dimension=ds.dim, metric="cosine", M=M, ef_construction=EF_CONSTRUCTION)
-        ids = [str(i) for i in range(n)]
-        for s in range(0, n, 5000):
-            db.insert_batch(ids[s:s + 5000], ds.base[s:s + 5000], metas[s:s + 5000])
-        db.close()
-        db = vjson.open(path)
+        if args.db and os.path.exists(path):
+            db = vjson.open(path)
+            if len(db) != n:
+                raise SystemExit(f"--db {path} holds {len(db):,} records, not {n:,}")
+            log(f"  database at {path} reused")
+        else:
+            db = vjson.VectorDB(path, dimension=ds.dim, metric="cosine", M=M, ef_construction=EF_CONSTRUCTION)
+            ids = [str(i) for i in range(n)]
+            for s in range(0, n, 5000):
+                db.insert_batch(ids[s:s + 5000], ds.base[s:s + 5000], metas[s:s + 5000])
+            db.close()
+            db = vjson.open(path)
         res["build_s"] = time.perf_counter() - t0
         log(f"  database built with metadata, closed and reopened in {res['build_s']:.1f} s")
 
@@ -244,50 +252,65 @@ def run_search(args, ds: _data.Dataset, metas: List[dict], tmp_root: str) -> dic
 
 
 def run_defaults(args, db, ds: _data.Dataset, metas: List[dict]) -> dict:
-    """Filtered vs unfiltered db.search at default settings, passes interleaved."""
+    """Filtered vs unfiltered db.search at default settings, passes interleaved,
+    for each query set (held-out glosses; with --word-queries also the one-word
+    queries' embeddings, which sit further from the base) and each k of --defaults-k."""
     import vjson
     from vjson.filters import compile_filter
-    Q, m, n = ds.queries, ds.queries.shape[0], ds.n
-    log(f"\n  default settings (ef_search {db.ef_search}, k={K}), filtered vs unfiltered, interleaved:")
-
-    def run(flt):
-        search = db.search
-        return [search(Q[i], K, flt) for i in range(m)]
-
-    def timed(flt) -> float:
-        t0 = time.perf_counter()
-        run(flt)
-        return time.perf_counter() - t0
-
-    out = {}
-    run(None)  # warm-up
+    n = ds.n
+    sets = {"held-out glosses": ds.queries}
+    if args.word_queries:
+        words = np.load(_data._wordnet_folder(_data.resolve_data_dir(args.data_dir)) / "hybrid_queries.f16.npy")
+        sets["one-word queries"] = np.ascontiguousarray(words[: ds.queries.shape[0]], dtype=np.float32)
+    log(f"\n  default settings (ef_search {db.ef_search}), filtered vs unfiltered, interleaved:")
+    matching = {}
     for name, flt in DEFAULT_FILTERS:
         cf = compile_filter(flt)
         rows = np.array([i for i, d in enumerate(metas) if cf.matches(d)], dtype=np.int64)
-        if rows.size < K:
-            continue
-        ids, _ = vjson.brute_force_knn(np.ascontiguousarray(ds.base[rows]), Q, K, "cosine")
-        gt = rows[np.asarray(ids, dtype=np.int64)]
-        got = run(flt)
-        found = np.array([[int(r.id) for r in rs] + [-1] * (K - len(rs)) for rs in got])
-        recall = _data.recall_at_k(found, gt, K)
-        filtered, unfiltered = [], []
-        for rep in range(max(args.reps, 3)):
-            pair = [(filtered, flt), (unfiltered, None)]
-            for acc, f in (pair if rep % 2 == 0 else pair[::-1]):
-                acc.append(timed(f))
-        ratio = _median(unfiltered) / _median(filtered)
-        out[name] = {"filter": flt, "selectivity": rows.size / n, "recall": recall, "qps_ratio": ratio,
-                     "filtered_qps_1t": m / _median(filtered), "unfiltered_qps_1t": m / _median(unfiltered)}
-        log(f"    {name:32s} {100 * rows.size / n:6.2f}%  recall@10 {recall:.4f}  filtered/unfiltered {ratio:.2f}x")
+        if rows.size >= max(args.defaults_k):
+            matching[name] = (flt, rows)
+    out = {}
+    for set_name, Q in sets.items():
+        m = Q.shape[0]
+        for k in args.defaults_k:
+            def run(flt, k=k, Q=Q):
+                search = db.search
+                return [search(Q[i], k, flt) for i in range(m)]
+
+            def timed(flt) -> float:
+                t0 = time.perf_counter()
+                run(flt)
+                return time.perf_counter() - t0
+
+            run(None)  # warm-up
+            for name, (flt, rows) in matching.items():
+                ids, _ = vjson.brute_force_knn(np.ascontiguousarray(ds.base[rows]), Q, k, "cosine")
+                gt = rows[np.asarray(ids, dtype=np.int64)]
+                got = run(flt)
+                found = np.array([[int(r.id) for r in rs] + [-1] * (k - len(rs)) for rs in got])
+                recall = _data.recall_at_k(found, gt, k)
+                filtered, unfiltered = [], []
+                for rep in range(max(args.reps, 3)):
+                    pair = [(filtered, flt), (unfiltered, None)]
+                    for acc, f in (pair if rep % 2 == 0 else pair[::-1]):
+                        acc.append(timed(f))
+                ratio = _median(unfiltered) / _median(filtered)
+                key = name if (set_name, k) == ("held-out glosses", K) else f"{set_name} k={k}: {name}"
+                out[key] = {"filter": flt, "queries": set_name, "k": k, "selectivity": rows.size / n,
+                            "recall": recall, "qps_ratio": ratio,
+                            "filtered_qps_1t": m / _median(filtered), "unfiltered_qps_1t": m / _median(unfiltered)}
+                log(f"    {set_name:16s} k={k:<3d} {name:32s} {100 * rows.size / n:6.2f}%  recall@{k} {recall:.4f}  "
+                    f"filtered/unfiltered {ratio:.2f}x")
     return out
 
 
 def print_defaults(res: dict) -> None:
-    print("\nDefault settings, filtered / unfiltered queries/s (passes interleaved, median), recall@10 vs exact:")
-    print(f"{'filter':32s} {'selectivity':>11s} {'recall@10':>9s} {'QPS ratio':>9s}")
+    print("\nDefault settings, filtered / unfiltered queries/s (passes interleaved, median), recall@k vs exact:")
+    print(f"{'queries':17s} {'k':>3s} {'filter':32s} {'selectivity':>11s} {'recall@k':>9s} {'QPS ratio':>9s}")
     for name, r in res.items():
-        print(f"{name:32s} {100 * r['selectivity']:10.2f}% {r['recall']:9.4f} {r['qps_ratio']:8.2f}x")
+        flt_name = name.split(": ", 1)[-1]
+        print(f"{r.get('queries', 'held-out glosses'):17s} {r.get('k', K):3d} {flt_name:32s} "
+              f"{100 * r['selectivity']:10.2f}% {r['recall']:9.4f} {r['qps_ratio']:8.2f}x")
 
 
 def _first_ef(sweep: List[dict], target: float) -> int:
@@ -498,6 +521,11 @@ def parse_args(argv=None):
     ap.add_argument("--defaults", action="store_true",
                     help="also filtered vs unfiltered at default settings, pos/lexname filters 70%%..0.03%%")
     ap.add_argument("--skip-sweep", action="store_true", help="leave the ef sweep out (with --defaults)")
+    ap.add_argument("--word-queries", action="store_true",
+                    help="--defaults also with the one-word queries' embeddings (hybrid_queries.f16.npy)")
+    ap.add_argument("--defaults-k", type=_int_list, default=[K], help="k values of --defaults (default 10)")
+    ap.add_argument("--db", default=None,
+                    help="keep the database here and reuse it on the next run (same --n; not deleted)")
     ap.add_argument("--data-dir", default=None, help="shared data folder holding wordnet/")
     ap.add_argument("--tmp", default=None, help="folder for the temporary database")
     ap.add_argument("--quick", action="store_true",

@@ -169,16 +169,17 @@ def run(args) -> dict:
     res = {"n": n, "queries": m, "per_kind_queries": {k: sum(q["kind"] == k for q in queries) for k in KINDS}}
 
     folder = tempfile.mkdtemp(prefix="vjson_hybrid_", dir=args.tmp)
-    path = os.path.join(folder, "db")
+    path = args.db or os.path.join(folder, "db")
     db = None
     try:
         t0 = time.perf_counter()
-        db = vjson.VectorDB(path, dimension=base.shape[1], metric="cosine", M=M, ef_construction=EF_CONSTRUCTION,
-                            ef_search=args.ef)
-        ids = [str(i) for i in range(n)]
-        for s in range(0, n, 5000):
-            db.insert_batch(ids[s:s + 5000], base[s:s + 5000], None, texts[s:s + 5000])
-        db.close()
+        if not (args.db and os.path.exists(path)):
+            db = vjson.VectorDB(path, dimension=base.shape[1], metric="cosine", M=M,
+                                ef_construction=EF_CONSTRUCTION, ef_search=args.ef)
+            ids = [str(i) for i in range(n)]
+            for s in range(0, n, 5000):
+                db.insert_batch(ids[s:s + 5000], base[s:s + 5000], None, texts[s:s + 5000])
+            db.close()
         res["build_s"] = time.perf_counter() - t0
         db = vjson.open(path, ef_search=args.ef)
         log(f"database with vectors and texts built, closed and reopened in {res['build_s']:.1f} s "
@@ -244,11 +245,31 @@ def run(args) -> dict:
             tgt[kind] = row
         res["targets"] = tgt
 
+        if args.exact_weights:
+            res["exact_sweep"] = run_exact_sweep(args, db, queries, qv, words, runs)
+
         # ---- speed: single thread, interleaved, over the queries every method took
+        if args.quality_only:
+            return res
         ok = [i for i in range(m) if i not in failed_idx]
         # the two retrievals a hybrid call makes (depth = candidates = 100), to see where its time goes
         methods["(vector k=100)"] = lambda i: db.search(qv[i], 100, ef_search=max(args.ef, 100))
         methods["(text k=100)"] = lambda i: db.text_search(words[i], 100, syntax=False)
+        # the cost of the defaults against main's: plain BM25 text, 100 candidates, a vector beam of 100
+        from vjson import text_index
+
+        def as_main(call):
+            def run_as_main(i):
+                saved, text_index.EXACT_FORM_WEIGHT = text_index.EXACT_FORM_WEIGHT, 0.0
+                try:
+                    return call(i)
+                finally:
+                    text_index.EXACT_FORM_WEIGHT = saved
+            return run_as_main
+        methods["text (main: no exact forms)"] = as_main(lambda i: db.text_search(words[i], K))
+        methods["hybrid (main: c=100, ef 100)"] = as_main(
+            lambda i: db.hybrid_search(qv[i], words[i], K, candidates=100, ef_search=100))
+        methods["hybrid rrf c=100"] = lambda i: db.hybrid_search(qv[i], words[i], K, candidates=100)
         order = list(methods)
         timed = {nm: [] for nm in order}
         for rep in range(args.reps):
@@ -262,7 +283,7 @@ def run(args) -> dict:
                 timed[nm].append(_rate(loop, len(ok), args.min_time))
         res["qps"] = {nm: {"qps_1t": _median(v), "runs": v} for nm, v in timed.items()}
         for nm, v in res["qps"].items():
-            log(f"  {nm:16s} {v['qps_1t']:8,.0f} queries/s")
+            log(f"  {nm:28s} {v['qps_1t']:8,.0f} queries/s")
         if args.recall_k:
             res["recall_k"] = run_recall_k(args, db, base, qv, data_dir)
         return res
@@ -270,6 +291,52 @@ def run(args) -> dict:
         if db is not None:
             db.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_exact_sweep(args, db, queries: List[dict], qv: np.ndarray, words: List[str],
+                    runs: Dict[str, List[List[int]]]) -> dict:
+    """Quality of text and hybrid search per exact-form weight
+    (``text_index.EXACT_FORM_WEIGHT``) and hybrid candidate window, on the even
+    half of the queries (to choose on) and the odd half (held out), beside the
+    plain references. ``main-like`` is hybrid as main ran it: 100 candidates,
+    the vector side walked with a beam of 100."""
+    from vjson import text_index
+    halves = {"even": [i for i in range(len(queries)) if i % 2 == 0],
+              "odd": [i for i in range(len(queries)) if i % 2 == 1]}
+
+    def by_half(run: List[List[int]]) -> dict:
+        return {h: score([run[i] for i in idx], [queries[i] for i in idx]) for h, idx in halves.items()}
+
+    out: Dict[str, dict] = {name: by_half(runs[name]) for name in ("plain BM25 (reference)", "plain RRF (reference)",
+                                                                    "vector")}
+    saved = text_index.EXACT_FORM_WEIGHT
+    try:
+        for w in args.exact_weights:
+            text_index.EXACT_FORM_WEIGHT = w
+            variants = {f"text W={w}": lambda i: db.text_search(words[i], K),
+                        f"hybrid W={w} main-like": lambda i: db.hybrid_search(qv[i], words[i], K, candidates=100,
+                                                                             ef_search=100)}
+            for c in args.candidates:
+                variants[f"hybrid W={w} c={c}"] = (lambda c: lambda i: db.hybrid_search(qv[i], words[i], K,
+                                                                                       candidates=c))(c)
+            for name, call in variants.items():
+                out[name] = by_half([[int(r.id) for r in call(i)] for i in range(len(queries))])
+                cells = [f"{h}/{kind} {out[name][h][kind]['recall@10']:.3f}/{out[name][h][kind]['ndcg@10']:.3f}"
+                         for h in halves for kind in KINDS]
+                log(f"  {name:28s} " + "  ".join(cells))
+    finally:
+        text_index.EXACT_FORM_WEIGHT = saved
+    return out
+
+
+def print_exact_sweep(sweep: dict) -> None:
+    print("\nExact-form weight x candidate window, recall@10 / nDCG@10 on each half of the queries "
+          "(even = to choose on, odd = held out):")
+    cols = [(h, kind) for h in ("even", "odd") for kind in KINDS]
+    print(f"{'method':30s}" + "".join(f"{h + ' ' + kind:>22s}" for h, kind in cols))
+    for name, per in sweep.items():
+        print(f"{name:30s}" + "".join(f"{per[h][kind]['recall@10']:>13.3f} / {per[h][kind]['ndcg@10']:.3f}"
+                                      for h, kind in cols))
 
 
 def plain_rrf(lists: List[List[int]], k: int = 60, depth: int = 100) -> List[int]:
@@ -343,13 +410,17 @@ def print_report(res: dict) -> None:
         for name, row in res["recall_k"].items():
             print(f"  {name:26s} default {row['default']['recall']:.4f}  ef 64 {row['ef 64']['recall']:.4f}  "
                   f"queries/s {row['qps_ratio']:.2f}x of ef 64")
+    if res.get("exact_sweep"):
+        print_exact_sweep(res["exact_sweep"])
     if res.get("failures"):
         print("\nFailed queries:")
         for name, bad in res["failures"].items():
             print(f"  {name}: {len(bad)}, e.g. " + "; ".join(f"{b['query']!r}: {b['error']}" for b in bad[:3]))
+    if not res.get("qps"):
+        return
     print("\nQueries/s, 1 thread, one query per call (median of passes):")
     for nm, v in res["qps"].items():
-        print(f"  {nm:16s} {v['qps_1t']:8,.0f}   ({1e3 / v['qps_1t']:.3f} ms/query)")
+        print(f"  {nm:28s} {v['qps_1t']:8,.0f}   ({1e3 / v['qps_1t']:.3f} ms/query)")
     print("  (the k=100 rows are the candidate retrievals inside a hybrid call; the rest of its time is fusion)")
 
 
@@ -365,6 +436,14 @@ def parse_args(argv=None):
     ap.add_argument("--recall-k", action="store_true",
                     help="also recall@k (k = 1, 10, 50, 100) vs exact at the default beam and at ef 64")
     ap.add_argument("--recall-queries", type=int, default=1000, help="queries per set for --recall-k")
+    ap.add_argument("--exact-weights", type=lambda t: [float(x) for x in t.split(",") if x.strip()], default=[],
+                    help="also text/hybrid quality per EXACT_FORM_WEIGHT (e.g. 0,0.5,1,2) on the even and odd "
+                         "halves of the queries")
+    ap.add_argument("--candidates", type=lambda t: [int(x) for x in t.split(",") if x.strip()], default=[100, 200],
+                    help="hybrid candidate windows of --exact-weights (default 100,200)")
+    ap.add_argument("--quality-only", action="store_true", help="skip the timed passes")
+    ap.add_argument("--db", default=None,
+                    help="keep the database here and reuse it on the next run (not deleted)")
     ap.add_argument("--data-dir", default=None, help="shared data folder holding wordnet/")
     ap.add_argument("--tmp", default=None, help="folder for the temporary database")
     ap.add_argument("--quick", action="store_true", help="smoke run: 200 queries, 1 pass of >= 0.1 s")

@@ -799,3 +799,78 @@ def test_files_of_a_commit_killed_half_way_do_not_block_the_next(tmp_path: Path)
     index.commit()  # the same opstamp again: its .del file name is taken
     assert found(index, "park") == set() and index.rows().tolist() == [0, 2, 3, 4]
     index.close()
+
+
+# ------------------------------------------------------------ exact word forms
+
+EXACT_CORPUS = {
+    0: "operations of the operating room",  # only other forms of "operate" (stem "oper")
+    1: "to operate a machine or vehicle",   # both query words as written, a longer text
+    2: "machines",
+    3: "operating machines",                # other forms of both, short
+}
+
+
+def _index_of(tmp_path: Path, corpus: dict[int, str]) -> TextIndex:
+    index = open_index(tmp_path / "exact")
+    index.add(list(corpus), list(corpus.values()))
+    index.commit()
+    return index
+
+
+def test_exact_form_ranks_above_stemmed_form(tmp_path: Path) -> None:
+    with _index_of(tmp_path, EXACT_CORPUS) as index:
+        stemmed, _ = index.search("operate", 3, syntax=False)
+        assert set(stemmed.tolist()) == {0, 1, 3} and stemmed[-1] == 1  # BM25 alone: the long row last
+        rows, scores = index.search("operate", 4, syntax=False, texts=EXACT_CORPUS)
+        assert rows[0] == 1 and set(rows.tolist()) == {0, 1, 3}
+        assert list(scores) == sorted(scores, reverse=True)
+        # case and punctuation around the word do not matter
+        assert (index.search("Operate!", 4, syntax=False, texts=EXACT_CORPUS)[0].tolist()
+                == rows.tolist())
+        # the row holding both words as written beats the short one holding
+        # other forms of both, which BM25 alone prefers
+        both = index.search("operate machine", 4, syntax=False)[0]
+        assert both[0] == 3
+        assert index.search("operate machine", 4, syntax=False, texts=EXACT_CORPUS)[0][0] == 1
+        # syntax=True and a weight of 0 keep plain BM25
+        assert index.search("operate", 4, syntax=True, texts=EXACT_CORPUS)[0].tolist() == stemmed.tolist()
+
+
+def test_exact_form_weight_zero_is_plain_bm25(tmp_path: Path, monkeypatch) -> None:
+    with _index_of(tmp_path, EXACT_CORPUS) as index:
+        monkeypatch.setattr(text_index_module, "EXACT_FORM_WEIGHT", 0.0)
+        plain = index.search("operate", 4, syntax=False)
+        boosted = index.search("operate", 4, syntax=False, texts=EXACT_CORPUS)
+        assert plain[0].tolist() == boosted[0].tolist()
+        assert np.allclose(plain[1], boosted[1])
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+@pytest.mark.parametrize("filtered", [False, True])
+def test_exact_form_ranking_matches_a_reference(tmp_path: Path, k: int, filtered: bool) -> None:
+    """The boosted top k equals the reference computed from every match's BM25
+    and the known exact-form rows, even when an exact-form row sits far below
+    the first hits read (60 short stem-only rows ahead of it)."""
+    corpus = {i: f"operations w{i}" for i in range(60)}
+    corpus.update({100 + i: "one who would operate " + "filler " * i for i in range(5)})
+    exact_rows = set(range(100, 105))
+    allowed = None
+    if filtered:
+        allowed = np.zeros(200, dtype=bool)
+        allowed[::2] = True
+    with _index_of(tmp_path, corpus) as index:
+        rows, scores = index.search("operate", 1000, allowed, syntax=False)  # every match, plain BM25
+        assert set(rows.tolist()) & exact_rows and rows[0] not in exact_rows
+        weight = text_index_module.EXACT_FORM_WEIGHT
+        ref = sorted(zip(rows.tolist(), scores.tolist()),
+                     key=lambda rs: -rs[1] * (1 + weight * (rs[0] in exact_rows)))[:k]
+        got, got_scores = index.search("operate", k, allowed, syntax=False, texts=corpus)
+        assert got.tolist() == [r for r, _ in ref]
+        assert np.allclose(got_scores, [s * (1 + weight * (r in exact_rows)) for r, s in ref], rtol=1e-5)
+
+
+@pytest.mark.parametrize("query", ["", "  ", '"', "c++ -x", "NOT", "日本語", "éÉ", "fox\x00", "(a) [b] {c}", "a" * 300])
+def test_exact_forms_with_odd_queries_never_raise(ti: TextIndex, query: str) -> None:
+    rows, scores = ti.search(query, 5, syntax=False, texts=CORPUS)
+    assert len(rows) == len(scores) <= 5

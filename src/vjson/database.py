@@ -86,6 +86,10 @@ _DEFAULT_INCLUDE = ("metadata", "text")
 # was 0.954 / 0.942 / 0.882 / 0.884 at k = 1 / 10 / 50 / 100; with this rule it
 # stays >= 0.95 at each (benchmarks/bench_hybrid.py --recall-k).
 _BEAM_PER_RESULT = 3
+# hybrid_search's default candidates per side: max(2k, _HYBRID_CANDIDATES). On
+# WordNet's 2,000 judged queries 200 fused a little better than 100 (recall@10 /
+# nDCG@10 +0.001..+0.004 per kind; benchmarks/bench_hybrid.py --exact-weights).
+_HYBRID_CANDIDATES = 200
 
 
 class VectorDB:
@@ -608,7 +612,7 @@ class VectorDB:
         view = gen.view
         mask = view.mask() if filter is None else gen.filter_mask(filter, view)
         try:
-            return gen.text.search(query, depth, allowed=mask, syntax=syntax)
+            return gen.text.search(query, depth, allowed=mask, syntax=syntax, texts=gen.row_text)
         except CorruptionError as exc:
             if self.read_only:
                 raise
@@ -619,7 +623,7 @@ class VectorDB:
                 folder = gen.text.path
                 gen.text.close()
                 gen.text = rebuild_text(folder, self._manifest["tokenizer"], gen.row_text, gen.ids, self._seq)
-            return gen.text.search(query, depth, allowed=mask, syntax=syntax)
+            return gen.text.search(query, depth, allowed=mask, syntax=syntax, texts=gen.row_text)
 
     @gated
     def text_search(self, query: str, k: int = 10, filter: dict | None = None,
@@ -644,12 +648,15 @@ class VectorDB:
 
     @gated
     def hybrid_search(self, vector: Any, text: str, k: int = 10, filter: dict | None = None,
-                      fusion: str = "rrf", rrf_k: float = 10, alpha: float = 0.5, candidates: int = 100,
+                      fusion: str = "rrf", rrf_k: float = 10, alpha: float = 0.5, candidates: int | None = None,
                       ef_search: int | None = None, include: Sequence[str] = _DEFAULT_INCLUDE,
                       syntax: bool = False) -> list[HybridResult]:
         """Vector and full-text search fused into one ranking.
 
-        Each side retrieves `candidates` hits (under `filter`, if given); then
+        Each side retrieves `candidates` hits (default max(2k, 200); under
+        `filter`, if given), the vector side with the beam search() would use
+        for that many results (ef_search + 3 per result unless `ef_search` is
+        given), so its deep ranks are as good as its first; then
         ``fusion="rrf"`` sums 1 / (rrf_k + rank) over the sides (rrf_k 10, not
         the customary 60: on WordNet's judged queries it lets a row ranked high
         by one side count for more: recall@10 0.356 instead of 0.338 on
@@ -664,13 +671,13 @@ class VectorDB:
 
         gen = self._current()
         k = check_k(k)
-        candidates = check_k(candidates)
+        candidates = max(2 * k, _HYBRID_CANDIDATES) if candidates is None else check_k(candidates)
         include = _check_include(include)
         if fusion not in ("rrf", "weighted"):
             raise InvalidInputError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
         view = gen.view
-        depth = max(candidates, k)
-        vrows, vdists = gen.graph.search(vector, depth, max(self._beam(ef_search, k), depth),
+        depth = min(max(candidates, k), MAX_K)
+        vrows, vdists = gen.graph.search(vector, depth, max(self._beam(ef_search, depth), depth),
                                          gen.allowed(filter, view))
         trows, tscores = self._text_hits(gen, text, depth, filter, syntax)
         if fusion == "rrf":

@@ -132,7 +132,7 @@ from vjson.errors import (
     VJsonError,
 )
 
-__all__ = ["PHRASE_BOOST", "TOKENIZERS", "TextIndex", "analyzer", "escape_query"]
+__all__ = ["EXACT_FORM_WEIGHT", "PHRASE_BOOST", "TOKENIZERS", "TextIndex", "analyzer", "escape_query"]
 
 #: Tokenizer names tantivy (the Python package, pinned version) registers out of
 #: the box. ``default`` splits on whitespace and punctuation, drops tokens longer
@@ -178,6 +178,16 @@ _MAX_TOKEN_BYTES = 40
 #: nDCG@10 by -0.003..+0.004, and the sharded collection's global-statistics
 #: rescoring (vjson.distributed) does not model a boosted phrase.
 PHRASE_BOOST = 0.0
+
+#: Plain text over a stemming tokenizer ranks rows holding the query's words
+#: as written above rows holding only another form of them: a row's BM25 score
+#: is multiplied by 1 + EXACT_FORM_WEIGHT x the share of the query's distinct
+#: words it holds unstemmed ("operate" before "operation"; both stem to
+#: "oper"). Chosen on the even half of WordNet's 2,000 judged one-word queries
+#: and checked on the odd half (benchmarks/bench_hybrid.py --exact-weights):
+#: text recall@10 on the odd half 0.266 -> 0.288 (polysemous), 0.236 -> 0.256
+#: (one sense); 0.5 gained less, 2 no more than 0.002. 0 turns it off.
+EXACT_FORM_WEIGHT = 1.0
 
 _ANALYZERS: dict[str, Any] = {}
 
@@ -237,6 +247,10 @@ _U64_MAX = 2**64 - 1
 _FILTER_ROW_COST = 25
 _TERM_QUERY_FILTER_MAX = 128
 _OVERFETCH_GROWTH = 4
+# Ranking exact forms (EXACT_FORM_WEIGHT) reads k + max(k, _EXACT_FORM_DEPTH)
+# hits first and at most max(_EXACT_FORM_MAX_DEPTH, 4k).
+_EXACT_FORM_DEPTH = 20
+_EXACT_FORM_MAX_DEPTH = 400
 
 # tantivy file footer: [body][json {"version": ..., "crc": crc32(body)}][u32 json length][u32 magic]
 _FOOTER_MAGIC = 1337
@@ -418,6 +432,14 @@ def _rewrite_not(query: str) -> str:
         out.append(c)
         i += 1
     return "".join(out)
+
+
+def _exact_form_finder(words: set[str]) -> Any:
+    """A function listing which of `words` (lowercase tokens) occur in a
+    lowercased text as whole tokens: the default tokenizer splits on every
+    character that is not alphanumeric, which ``[^\\W_]`` matches."""
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])").findall
 
 
 def _as_rows(rows: object, what: str = "rows") -> np.ndarray:
@@ -825,7 +847,8 @@ class TextIndex:
         return out
 
     def search(
-        self, query: str, k: int = 10, allowed: np.ndarray | None = None, *, syntax: bool = True
+        self, query: str, k: int = 10, allowed: np.ndarray | None = None, *, syntax: bool = True,
+        texts: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """BM25 search; returns ``(rows int64, scores float32)``, best first, at most ``k``.
 
@@ -840,6 +863,11 @@ class TextIndex:
         a large one is applied to over-fetched hits, with the depth grown until
         ``k`` allowed hits are found, the matches run out, or the filter becomes
         the cheaper plan.
+
+        ``texts`` (the stored text of each row, indexable by row; the index
+        does not store text) lets plain text over a stemming tokenizer rank
+        rows holding the query's words as written first (see
+        :data:`EXACT_FORM_WEIGHT`); the scores returned are then the boosted ones.
         """
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
@@ -868,6 +896,43 @@ class TextIndex:
             parsed = self._plain_query(query)
             if parsed is None:
                 return _empty_result()
+        if texts is not None and not syntax and EXACT_FORM_WEIGHT > 0 and self._tokenizer.endswith("_stem"):
+            with _tantivy_errors(self._path, "analysing the query"):
+                words = set(analyzer("default").analyze(query))
+            if words:
+                return self._search_exact_forms(index, parsed, k, mask, words, texts)
+        return self._search_parsed(index, parsed, k, mask)
+
+    def _search_exact_forms(self, index: Any, parsed: Any, k: int, mask: np.ndarray | None,
+                            words: set[str], texts: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The best k by BM25 x (1 + EXACT_FORM_WEIGHT x share of `words` a row
+        holds as written). Hits are read in BM25 order, deeper until no unread
+        row could still enter the top k (its boosted score is at most the
+        lowest BM25 read x the largest factor) or the depth cap is reached."""
+        find = _exact_form_finder(words)
+        top = 1.0 + EXACT_FORM_WEIGHT
+        share: dict[int, float] = {}
+        depth = k + max(k, _EXACT_FORM_DEPTH)
+        cap = max(depth, _EXACT_FORM_MAX_DEPTH, 4 * k)
+        while True:
+            rows, scores = self._search_parsed(index, parsed, depth, mask)
+            factor = np.empty(len(rows), dtype=np.float32)
+            for i, row in enumerate(rows.tolist()):
+                f = share.get(row)
+                if f is None:
+                    text = texts[row]
+                    held = find(text.lower()) if isinstance(text, str) else ()
+                    f = share[row] = 1.0 + EXACT_FORM_WEIGHT * len(words.intersection(held)) / len(words)
+                factor[i] = f
+            boosted = scores * factor
+            order = np.argsort(-boosted, kind="stable")[:k]
+            if (len(rows) < depth or depth >= cap
+                    or (len(order) == k and boosted[order[-1]] >= scores[-1] * top)):
+                return rows[order], boosted[order]
+            depth = min(depth * _OVERFETCH_GROWTH, cap)
+
+    def _search_parsed(self, index: Any, parsed: Any, k: int,
+                       mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         with _tantivy_errors(self._path, "searching"):
             searcher = index.searcher()
             if mask is None:

@@ -151,7 +151,10 @@ class VectorShard:
         for hit in hits:
             tree = trees.get(rows[hit.id])  # type: ignore[arg-type]
             if tree is not None:
-                hit.score = rescore(tree, stats, local)
+                # keep the exact-form factor plain text search applied on top of BM25
+                local_bm25 = float(tree["value"])
+                factor = hit.score / local_bm25 if local_bm25 > 0 else 1.0
+                hit.score = rescore(tree, stats, local) * factor
         hits.sort(key=lambda h: -h.score)
         return hits[:k]
 
