@@ -100,7 +100,7 @@ def test_a_checkpoint_makes_its_new_log_durable_before_the_manifest_names_it(tmp
     db = vjson.VectorDB(path, dimension=DIM, metric="l2")
     db.insert("a", _vecs(1, 1)[0])
     durable = _durable_names_at_manifest_switch(path, db.flush)
-    assert {"log-1.vjl", "snapshot-1.vjs", "graph-1.vjx", "filters-1.vjm"} <= durable
+    assert {"log-1.vjl", "segment-1-0.vjg", "delta-1.vjd", "graph-1.vjx", "filters-1.vjm"} <= durable
     db.close()
 
 

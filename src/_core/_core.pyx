@@ -1017,7 +1017,7 @@ cdef class HNSWIndex:
             return out_labels, out_dists
         return out_labels[:found], out_dists[:found]
 
-    def search_results(self, query, k, ef_search, Bitset allowed, list names, object metadata,
+    def search_results(self, query, k, ef_search, Bitset allowed, object names, object metadata,
                        object texts, bint similarity, rescore=None, oversample=None):
         """search() fused with building SearchResult objects for row labels:
         the database's hot path, with no intermediate arrays.
@@ -1245,15 +1245,18 @@ cdef class HNSWIndex:
         return out[:n]
 
     # ---- persistence (index_file.pxi)
-    def save(self, path, bint durable=True):
-        """Write the index to `path` atomically (temp file, fsync, rename, fsync folder)."""
+    def save(self, path, bint durable=True, bint pack=False):
+        """Write the index to `path` atomically (temp file, fsync, rename, fsync folder).
+
+        Level 0 is saved as records that loading maps in place; `pack` (external
+        vectors only) saves it packed instead: a third of the bytes, unpacked at load."""
         cdef _Call call = self.begin()
         cdef Graph *g = self.g
         with nogil:  # no change meanwhile (linking included); searches go on
             pthread_mutex_lock(&g.writer)
             vj_read_lock(&g.rw)
         try:
-            write_index_file(self, os.fspath(path), durable)
+            write_index_file(self, os.fspath(path), durable, pack)
         finally:
             with nogil:
                 vj_rw_unlock(&g.rw)
@@ -1419,17 +1422,18 @@ cdef inline object row_value(object rows, object values, uint64_t row):
     return rows[row]
 
 
-cdef list make_results(list names, object metadata, object texts, const uint64_t *labels,
+cdef list make_results(object names, object metadata, object texts, const uint64_t *labels,
                        const float *distances, Py_ssize_t n, bint similarity):
     cdef Py_ssize_t i
     cdef float d
     cdef SearchResult res
     cdef list out = []
     cdef object meta_values = plain_rows(metadata), text_values = plain_rows(texts)
+    cdef object id_values = plain_rows(names)
     for i in range(n):
         d = distances[i]
         res = SearchResult.__new__(SearchResult)
-        res.id = names[labels[i]]
+        res.id = row_value(names, id_values, labels[i])
         res.distance = d
         res.score = (1.0 - d) if similarity else -d
         res.metadata = row_value(metadata, meta_values, labels[i]) if metadata is not None else None
@@ -1438,7 +1442,7 @@ cdef list make_results(list names, object metadata, object texts, const uint64_t
     return out
 
 
-def build_results(list names, object metadata, object texts, const uint64_t[::1] labels,
+def build_results(object names, object metadata, object texts, const uint64_t[::1] labels,
                   const float[::1] distances, bint similarity):
     """SearchResult per (label, distance) with ``names[label]`` as id;
     `metadata`/`texts` (sequences indexed by label, or None) give the fields to attach."""

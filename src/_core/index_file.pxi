@@ -17,13 +17,18 @@
 # parameters (float32) follow the free slots; files of formats 2 and 3 have
 # zeros there and load as float32. Format 5 int8 codes carry their error
 # bounds (distance.pxi); format 4 int8 codes load into that layout in memory.
+# Format 6 says in a header flag whether level 0 is packed: files of external
+# vectors are saved as records again by default (mapped at load, so a database
+# of a million rows opens in milliseconds), packed on request (save(pack=True)).
 
 import struct as _struct
 
 _MAGIC = b"VJHNSW\x00\x01"
-FORMAT_VERSION = 5  # 2: identity labels without a table; 3: packed level 0 (external vectors); 4: kinds;
-                    # 5: int8 codes carry their error bounds (a 16-byte head)
+FORMAT_VERSION = 6  # 2: identity labels without a table; 3: packed level 0 (external vectors); 4: kinds;
+                    # 5: int8 codes carry their error bounds (a 16-byte head);
+                    # 6: a flag says whether level 0 is packed (external vectors save it unpacked again)
 _PACKED_SINCE = 3
+_PACKED_FLAG_SINCE = 6
 _KINDS_SINCE = 4
 _INT8_BOUNDS_SINCE = 5
 _SECTION_ALIGN = 65536
@@ -39,7 +44,7 @@ _HEADER_FIELDS = (
     ("free_offset", "Q"), ("free_bytes", "Q"), ("free_hash", "Q"),
     ("labels_are_nodes", "I"), ("external_vectors", "I"),
     ("kind", "I"), ("params_bytes", "I"), ("codes_offset", "Q"), ("codes_bytes", "Q"), ("codes_hash", "Q"),
-    ("params_hash", "Q"),
+    ("params_hash", "Q"), ("level0_packed", "I"),
 )
 _HEADER = _struct.Struct("<" + "".join(f for _, f in _HEADER_FIELDS))
 _HEADER_HASHED = _HEADER_SIZE - 8
@@ -174,9 +179,13 @@ cdef void unpack_task(void *ctx, size_t item, int worker) noexcept nogil:
             pos += width
 
 
-cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
+cdef void write_index_file(HNSWIndex index, str path, bint durable, bint pack=False) except *:
+    """Level 0 is written as records, which loading maps in place (so opening costs
+    the same for any size; links are bounds-checked where they are followed, and
+    checksummed by verify), or with `pack` (external vectors only) packed, about a
+    third of the bytes, which loading unpacks and checks whole."""
     cdef Graph *g = index.g
-    cdef bint packed = g.external_vectors
+    cdef bint packed = g.external_vectors and pack
     cdef size_t codes_bytes = g.count * g.code_size if g.kind != KIND_FLOAT32 else 0
     level0 = pack_level0(g) if packed else raw_view(g.level0, g.count * g.record_size)
     cdef size_t level0_bytes = len(level0)
@@ -191,7 +200,7 @@ cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
         "vec_offset": g.vec_offset, "max_level": g.max_level, "entry_point": g.entry_point,
         "count": g.count, "n_deleted": g.n_deleted, "label_count": g.label_count, "rng": g.rng,
         "labels_are_nodes": int(g.labels_are_nodes), "external_vectors": int(g.external_vectors),
-        "kind": g.kind, "params_bytes": len(params),
+        "kind": g.kind, "params_bytes": len(params), "level0_packed": int(packed),
     }
     # identity labels need no table: write an empty one of the minimum size
     labels = (bytes(raw_view(g.labels, g.label_slots * sizeof(LabelSlot))) if not g.labels_are_nodes
@@ -325,9 +334,11 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
     if h["codes_offset"] % _SECTION_ALIGN or (h["codes_bytes"] + h["params_bytes"] and
                                               h["codes_offset"] + h["codes_bytes"] + h["params_bytes"] > file_size):
         bad("truncated: the codes section ends past the end of the file")
-    if h["version"] == _PACKED_SINCE and not h["external_vectors"]:
+    if h["version"] >= _PACKED_FLAG_SINCE and h["level0_packed"] not in (0, 1):
+        bad("invalid flags in header")
+    if level0_packed(h) and not h["external_vectors"]:
         bad("a packed level 0 needs external vectors")
-    if h["version"] >= _PACKED_SINCE and h["external_vectors"]:
+    if level0_packed(h):
         if count and h["level0_bytes"] < (count + 7) // 8 + count * count_width(h["M0"]):
             bad("section sizes do not match the counts")
     elif h["level0_bytes"] != count * h["record_size"]:
@@ -342,6 +353,13 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
     for name in ("level0", "labels", "upper", "free"):
         if h[name + "_offset"] < _HEADER_SIZE or h[name + "_offset"] + h[name + "_bytes"] > file_size:
             bad(f"truncated: the {name} section ends past the end of the file")
+
+
+def level0_packed(dict h):
+    """Whether the file's level 0 is packed (pack_level0) rather than fixed-width records."""
+    if h["version"] >= _PACKED_FLAG_SINCE:
+        return h["level0_packed"] == 1
+    return h["version"] >= _PACKED_SINCE and h["external_vectors"] == 1
 
 
 cdef void *map_section(str path, int fd, size_t offset, size_t nbytes) except NULL:
@@ -385,7 +403,7 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
     if g.levels == NULL or g.upper == NULL or g.node_locks == NULL:
         raise MemoryError()
     g.capacity = count
-    if count > 0 and h["version"] >= _PACKED_SINCE and h["external_vectors"]:
+    if count > 0 and level0_packed(h):
         unpack_into(g, path, fd, h)
     elif count > 0:
         g.level0 = <char *> map_section(path, fd, h["level0_offset"], h["level0_bytes"])

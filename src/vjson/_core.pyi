@@ -178,7 +178,7 @@ class HNSWIndex:
         k: int,
         ef_search: int | None,
         allowed: Bitset | None,
-        names: list[Any],
+        names: Any,
         metadata: list[Any] | None,
         texts: list[Any] | None,
         similarity: bool,
@@ -202,7 +202,7 @@ class HNSWIndex:
         """Stored vectors for labels, (n, dim) float32 (normalised under cosine)."""
     def labels(self) -> npt.NDArray[np.uint64]:
         """Every live label, in node order."""
-    def save(self, path: str | os.PathLike[str], durable: bool = True) -> None:
+    def save(self, path: str | os.PathLike[str], durable: bool = True, pack: bool = False) -> None:
         """Write the index to `path` atomically."""
     @staticmethod
     def load(path: str | os.PathLike[str], verify: bool = False, ef_search: int = 64) -> HNSWIndex:
@@ -237,7 +237,7 @@ class SearchResult:
     def __reduce__(self) -> tuple[Any, ...]: ...
 
 def build_results(
-    names: list[Any],
+    names: Any,
     metadata: list[Any] | None,
     texts: list[Any] | None,
     labels: npt.NDArray[np.uint64],

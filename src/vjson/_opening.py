@@ -22,6 +22,8 @@ import orjson
 from vjson import _core
 from vjson._logformat import decode_record, is_unsynced
 from vjson._generation import Generation, JsonRows, attach_vectors, link_rows, update_metadata
+from vjson._idmap import IdMap, IdRows
+from vjson._segments import CheckpointRows, Delta, Segment
 from vjson.errors import CorruptionError
 from vjson.metadata_index import MetadataIndex
 from vjson.storage import RecordLog, VectorFile, read_blobs
@@ -46,39 +48,35 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
     record_log = None
     try:
         record_log = RecordLog(path / m["log"], durable, read_only)
-        row_ids: list[Any] = []
-        row_meta: Any = []
-        row_text: Any = []
-        vector_crcs: list[int] = []
-        live_bits = None
-        if m["snapshot"] is not None:
-            snap = path / m["snapshot"]
-            head, ids_json, meta_blob, meta_offs, text_blob, text_offs, live_raw = _snapshot_frames(snap)
-            row_ids = orjson.loads(ids_json)
-            vector_crcs = head["vector_crcs"]
-            live_bits = np.frombuffer(live_raw, dtype=np.uint8)
-            if head["rows"] != m["rows"] or not isinstance(row_ids, list) or len(row_ids) != m["rows"]:
-                raise CorruptionError(f"{snap}: row counts disagree with the manifest")
-            row_meta = JsonRows.decode(meta_blob, meta_offs, m["rows"], f"{snap} (metadata)")
-            row_text = JsonRows.decode(text_blob, text_offs, m["rows"], f"{snap} (texts)")
+        if m.get("segments") is not None:
+            rows = _segmented_rows(path, m)
+        else:
+            rows = _snapshot_rows(path, m)
         graph = _open_graph(path, m, ef_search, max_elements)
-        ids = None
         touched: set[int] = set()
         seq, replayed = m["seq"], 0
+        ids, live_bits = rows.ids, rows.live_bits
         if record_log.size > 0:  # writes after the checkpoint: replay needs the id map now
-            ids = dict(zip(row_ids, range(len(row_ids))))
-            ids.pop(None, None)  # type: ignore[call-overload]
-            seq, replayed, touched, added = _replay(record_log, vectors, row_ids, row_meta, row_text, ids, seq)
+            if ids is None:
+                ids = dict(zip(rows.row_ids, range(len(rows.row_ids))))
+                ids.pop(None, None)  # type: ignore[call-overload]
+            seq, replayed, touched, added = _replay(record_log, vectors, rows.row_ids, rows.row_meta,
+                                                    rows.row_text, ids, seq)
             if added:
-                rows = np.concatenate(added)
+                new = np.concatenate(added)
                 attach_vectors(graph, vectors)
-                link_rows(graph, vectors, rows)
-            live_bits = None
+                link_rows(graph, vectors, new)
+            live_bits = ids.live_bits(len(rows.row_ids)) if isinstance(ids, IdMap) else None
         if ids is None and live_bits is None:  # no checkpoint and no log: a new database
             ids = {}
-        metadata = _open_metadata(path, m, row_ids, row_meta, ids, touched)
-        generation = Generation(m.get("generation", 0), vectors, graph, metric, row_ids, row_meta, row_text,
-                                ids, metadata, None, vector_crcs, live_bits, crc_rows=m["rows"])
+        if rows.checkpoint is not None:
+            metadata: Any = _lazy_metadata(path, m, rows, ids, live_bits, touched)
+            rows.checkpoint.changed(sorted(touched))
+        else:
+            metadata = _open_metadata(path, m, rows.row_ids, rows.row_meta, ids, touched)
+        generation = Generation(m.get("generation", 0), vectors, graph, metric, rows.row_ids, rows.row_meta,
+                                rows.row_text, ids, metadata, None, rows.vector_crcs, live_bits, crc_rows=m["rows"],
+                                checkpoint=rows.checkpoint)
         generation.text = _open_text(path, m, generation, seq, read_only)
         return Opened(generation, record_log, seq, replayed)
     except FileNotFoundError as exc:
@@ -91,6 +89,79 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
         if record_log is not None:
             record_log.close()
         raise
+
+
+class _Rows:
+    """A checkpoint's rows as opened: ids, metadata, texts, the id map (or None:
+    built on first use), live rows, vector checksums, what its files hold."""
+
+    def __init__(self, row_ids: Any, row_meta: Any, row_text: Any, ids: Any, live_bits: np.ndarray | None,
+                 vector_crcs: list[int], checkpoint: CheckpointRows | None = None) -> None:
+        self.row_ids, self.row_meta, self.row_text = row_ids, row_meta, row_text
+        self.ids, self.live_bits, self.vector_crcs = ids, live_bits, vector_crcs
+        self.checkpoint = checkpoint
+
+
+def _snapshot_rows(path: Path, m: dict) -> _Rows:
+    """A checkpoint of manifest format 3 (one snapshot file), or none yet."""
+    if m["snapshot"] is None:
+        return _Rows([], [], [], None, None, [])
+    snap = path / m["snapshot"]
+    head, ids_json, meta_blob, meta_offs, text_blob, text_offs, live_raw = _snapshot_frames(snap)
+    row_ids = orjson.loads(ids_json)
+    if head["rows"] != m["rows"] or not isinstance(row_ids, list) or len(row_ids) != m["rows"]:
+        raise CorruptionError(f"{snap}: row counts disagree with the manifest")
+    return _Rows(row_ids, JsonRows.decode(meta_blob, meta_offs, m["rows"], f"{snap} (metadata)"),
+                 JsonRows.decode(text_blob, text_offs, m["rows"], f"{snap} (texts)"), None,
+                 np.frombuffer(live_raw, dtype=np.uint8), head["vector_crcs"])
+
+
+def _segmented_rows(path: Path, m: dict) -> _Rows:
+    """A checkpoint of manifest format 4: its segments mapped, its delta read (vjson._segments)."""
+    n = m["rows"]
+    segments = [Segment(path / s["file"], s["row0"], s["rows"]) for s in m["segments"]]
+    delta = Delta.read(path / m["delta"], n)
+    row_ids = IdRows(segments, n)
+    row_meta = JsonRows([(s.row0, *s.meta) for s in segments], n)
+    row_text = JsonRows([(s.row0, *s.text) for s in segments], n)
+    for row, value in delta.meta.items():
+        row_meta[row] = value
+    live_bits = np.zeros((n + 7) // 8 + 1, dtype=np.uint8)  # (writable: the view's bitset takes it)
+    live_bits[:len(delta.live)] = delta.live
+    ids = IdMap(segments, row_ids, live_bits[:len(delta.live)], _core.Bitset(live_bits.copy()).count)
+    held = CheckpointRows(m["segments"], delta.filters_rows, delta.meta, delta.touched.tolist())
+    return _Rows(row_ids, row_meta, row_text, ids, live_bits, delta.vector_crcs, held)
+
+
+def _lazy_metadata(path: Path, m: dict, rows: _Rows, ids: Any, live_bits: np.ndarray | None,
+                   touched: set[int]) -> Any:
+    """What loads the filter index on first use: the file, then the rows changed since it was written."""
+    held = rows.checkpoint
+    assert held is not None
+    n = len(rows.row_ids)
+    changed = sorted(held.filters_touched | touched | set(range(held.filters_rows, n)))
+    assert live_bits is not None  # (an IdMap always gives them)
+    bits = np.unpackbits(live_bits, bitorder="little")
+    gone = [r for r in changed if not bits[r]]
+    live = [r for r in changed if bits[r]]
+    row_meta, name = rows.row_meta, m.get("filters")
+
+    def load() -> MetadataIndex:
+        if name is None:
+            index = MetadataIndex(documents=row_meta)
+        else:
+            with builtins.open(path / name, "rb") as f:
+                index = MetadataIndex.load(f, documents=row_meta)
+        drop = [r for r in gone if r < index.n_rows]
+        if drop:
+            index.remove_many(drop)
+        if live:
+            index.set_many(live, [row_meta[r] for r in live])
+        return index
+
+    if name is not None and not (path / name).exists():
+        raise CorruptionError(f"{path / name}: missing (the manifest names it)")
+    return load
 
 
 def _open_graph(path: Path, m: dict, ef_search: int, max_elements: int | None) -> _core.HNSWIndex:

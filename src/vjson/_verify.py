@@ -12,6 +12,8 @@ import numpy as np
 
 from vjson import _core, _logformat
 from vjson._generation import CRC_BLOCK, Generation
+from vjson._idmap import IdMap
+from vjson._segments import Delta, Segment
 from vjson.errors import CorruptionError, VJsonError
 from vjson.metadata_index import MetadataIndex
 from vjson.storage import read_blobs
@@ -32,6 +34,12 @@ def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size
     m = manifest
     if m["snapshot"]:
         attempt("snapshot checksum", lambda: read_blobs(path / m["snapshot"]))
+    for seg in m.get("segments") or ():
+        attempt(f"segment {seg['file']}", lambda seg=seg: Segment(path / seg["file"], seg["row0"], seg["rows"]).verify())
+    if m.get("delta"):
+        attempt("delta checksum", lambda: Delta.read(path / m["delta"], m["rows"]))
+    if isinstance(gen.ids, IdMap):
+        attempt("id hash tables", gen.ids.check)
     if m.get("filters"):
         def load_filters() -> None:
             with builtins.open(path / m["filters"], "rb") as f:
