@@ -44,6 +44,10 @@ def write(path: Path, m: dict, gen: Generation, seq: int, format_version: int) -
     same = gen.number == m.get("generation", 0) and m.get("segments") is not None
     before = gen.checkpoint if same else CheckpointRows()
     gen.vectors.sync()
+    if gen.text is not None and gen.text.marker != seq:
+        # Writes without texts leave the text index's marker behind: it holds every
+        # text up to seq, so say so (else every open would compare it with every row).
+        gen.text.commit(seq)
     _save_graph(gen.graph, path / f"graph-{c}.vjx")
     crcs = gen.checksum_vectors(rows)
     visible = gen.view.mask()

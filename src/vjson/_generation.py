@@ -261,6 +261,10 @@ class Generation:
         with self._filter_lock:
             return int(self._filters().n_live)
 
+    def visible_rows(self) -> np.ndarray:
+        """The rows of the current view, ascending (what live_rows() gives, without the id map)."""
+        return np.flatnonzero(self.view.mask())
+
     def live_rows(self) -> np.ndarray:
         rows = np.fromiter(self.ids.values(), dtype=np.int64, count=len(self.ids))
         rows.sort()

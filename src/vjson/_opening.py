@@ -284,29 +284,30 @@ def _open_text(path: Path, m: dict, gen: Generation, seq: int, read_only: bool) 
             return None
     if not (folder / "meta.json").exists() and seq > 0:
         log.warning("%s: text index missing; rebuilding it from the stored texts", folder)
-        return rebuild_text(folder, tokenizer, gen.row_text, gen.ids, seq)
+        return rebuild_text(folder, tokenizer, gen.row_text, gen.visible_rows(), seq)
     try:
         text = TextIndex(folder, tokenizer)
         marker = text.marker
     except CorruptionError as exc:  # a second writer (DatabaseLockedError) propagates
         log.warning("%s: text index unusable (%s); rebuilding it from the stored texts", folder, exc)
-        return rebuild_text(folder, tokenizer, gen.row_text, gen.ids, seq)
+        return rebuild_text(folder, tokenizer, gen.row_text, gen.visible_rows(), seq)
     if marker != seq:
-        resync_text(text, gen.row_text, gen.ids, seq)
+        resync_text(text, gen.row_text, gen.visible_rows(), seq)
     return text
 
 
-def rebuild_text(folder: Path, tokenizer: str, row_text: list, ids: dict[str, int], seq: int) -> Any:
+def rebuild_text(folder: Path, tokenizer: str, row_text: Any, live: np.ndarray, seq: int) -> Any:
+    """A new text index of the texts of the `live` rows (ascending)."""
     from vjson.text_index import TextIndex
 
-    rows = [row for row in sorted(ids.values()) if row_text[row] is not None]
+    rows = [row for row in live.tolist() if row_text[row] is not None]
     return TextIndex.recreate(folder, tokenizer, rows, [row_text[r] for r in rows], marker=seq)
 
 
-def resync_text(text: Any, row_text: list, ids: dict[str, int], seq: int) -> None:
-    """Make the text index hold exactly the live texts (idempotent; after a crash)."""
+def resync_text(text: Any, row_text: Any, rows: np.ndarray, seq: int) -> None:
+    """Make the text index hold exactly the texts of the live `rows` (idempotent; after a crash)."""
     have = set(text.rows().tolist())
-    live = [(row, row_text[row]) for row in ids.values() if row_text[row] is not None]
+    live = [(row, row_text[row]) for row in rows.tolist() if row_text[row] is not None]
     stale = sorted(have - {row for row, _ in live})
     missing = [(row, t) for row, t in live if row not in have]
     if stale:

@@ -619,7 +619,8 @@ class VectorDB:
                 log.warning("%s: text index damaged (%s); rebuilding it", gen.text.path, exc)
                 folder = gen.text.path
                 gen.text.close()
-                gen.text = rebuild_text(folder, self._manifest["tokenizer"], gen.row_text, gen.ids, self._seq)
+                gen.text = rebuild_text(folder, self._manifest["tokenizer"], gen.row_text, gen.visible_rows(),
+                                        self._seq)
             return gen.text.search(query, depth, allowed=mask, syntax=syntax)
 
     @gated
