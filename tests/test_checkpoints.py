@@ -157,6 +157,9 @@ def test_a_close_after_a_small_change_writes_little_row_data(tmp_path):
                                                    [{"g": 1, "pad": "y" * 40}] * 20))
     segments = {k: v for k, v in wrote.items() if k.startswith("segment-")}
     assert len(segments) == 1 and sum(segments.values()) < 20 * 200
+    graph_file = next(p.stat().st_size for p in path.glob("graph-*.vjx"))
+    assert not any(k.endswith(".vjx") for k in wrote)  # a patch: the new nodes and those they link to
+    assert 0 < sum(v for k, v in wrote.items() if k.endswith(".vjp")) < graph_file / 20
     assert not any(k.startswith("filters-") for k in wrote)  # re-indexed at open instead
     delta = sum(v for k, v in wrote.items() if k.startswith("delta-"))
     assert delta < n // 8 + 4096  # the live bits, the vector checksums, nothing per row
@@ -166,7 +169,7 @@ def test_a_close_after_a_small_change_writes_little_row_data(tmp_path):
         for i in range(30):
             db.update_metadata(f"id{i * 7}", {"g": 2, "updated": True})
     wrote = close_after(update)
-    assert not any(k.startswith("segment-") for k in wrote)
+    assert not any(k.startswith("segment-") or k.endswith(".vjx") for k in wrote)
     assert not any(k.startswith("filters-") for k in wrote)
     assert sum(v for k, v in wrote.items() if k.startswith("delta-")) < n // 8 + 4096 + 30 * 64
 

@@ -337,3 +337,37 @@ def test_records_file_is_mapped_and_damage_is_found_by_verify(tmp_path):
     assert rows.max() < 3000
     with pytest.raises(vjson.CorruptionError):
         vjson.HNSWIndex.load(tmp_path / "d.vjx", verify=True)
+
+
+def test_a_patch_on_its_base_file_gives_the_graph_back(tmp_path):
+    """patch(): the nodes added or changed since the base file; load(base, patch=) rebuilds
+    the graph exactly, and refuses a damaged patch or one of another base."""
+    data = clustered(4000, 8, 16)
+    index = vjson.HNSWIndex(8, "l2", M=8, ef_construction=64, external_vectors=True)
+    index.attach_vectors(data)
+    index.add_stored(np.arange(3000))
+    index.save(tmp_path / "base.vjx")
+    index.track_changes()
+    assert index.patch_nodes == 0
+    index.add_stored(np.arange(3000, 3100))
+    index.delete(np.arange(0, 50, 5))
+    changed = index.patch_nodes
+    assert 100 < changed < 3100
+    patch = index.patch()
+    again = vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=patch)
+    again.attach_vectors(data)
+    assert len(again) == len(index) and again.check() == index.check()
+    np.testing.assert_array_equal(again.search_batch(data[:200], 10)[0], index.search_batch(data[:200], 10)[0])
+    again.add_stored(np.arange(3100, 3200))  # the loaded graph keeps growing, and patching from its base
+    assert again.patch_nodes > changed
+    third = vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=again.patch())
+    third.attach_vectors(data)
+    np.testing.assert_array_equal(third.search_batch(data[:200], 10)[0], again.search_batch(data[:200], 10)[0])
+    damaged = bytearray(patch)
+    damaged[len(patch) // 2] ^= 1
+    for bad in (bytes(damaged), patch[:-4], b"VJPATCH\x01" + bytes(100)):
+        with pytest.raises(vjson.CorruptionError):
+            vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=bad)
+    index.save(tmp_path / "other.vjx")  # a patch names the node count of its base
+    with pytest.raises(vjson.CorruptionError):
+        vjson.HNSWIndex.load(tmp_path / "other.vjx", patch=patch)

@@ -10,7 +10,8 @@ A checkpoint writes (see vjson._segments for the row data files):
   since the filter index file;
 - the filter index file only when the rows changed since it was written
   exceed a fraction of it (opening re-indexes the rest);
-- the graph file.
+- the graph: a patch of the nodes added or changed since the graph file was
+  saved, while those stay below a fraction of it; else the whole file.
 
 It returns the new manifest; the caller makes it current (the commit point)
 after writing the lease that names its files.
@@ -27,11 +28,13 @@ import numpy as np
 from vjson import _core, storage
 from vjson._generation import Generation, raw_json
 from vjson._segments import CheckpointRows, Delta, delta_name, plan_merge, segment_name, write_segment
-from vjson.storage import atomic_write, storage_error, sync_folder
+from vjson.storage import atomic_write, storage_error, sync_folder, write_blob
 
 #: Rewrite the filter index file once the rows changed since it was written
 #: (re-indexed at every open) exceed this fraction of it.
 FILTERS_REWRITE_FRACTION = 0.1
+#: Save the whole graph once a patch would hold more than this fraction of its nodes.
+GRAPH_PATCH_FRACTION = 0.3
 #: Fold the metadata changed in older segments into a merged segment once
 #: they exceed this fraction of the rows (the delta holds them meanwhile).
 DELTA_FOLD_FRACTION = 0.05
@@ -48,7 +51,7 @@ def write(path: Path, m: dict, gen: Generation, seq: int, format_version: int) -
         # Writes without texts leave the text index's marker behind: it holds every
         # text up to seq, so say so (else every open would compare it with every row).
         gen.text.commit(seq)
-    _save_graph(gen.graph, path / f"graph-{c}.vjx")
+    graph, graph_patch = _write_graph(path, m, gen, c, same)
     crcs = gen.checksum_vectors(rows)
     visible = gen.view.mask()
 
@@ -95,10 +98,26 @@ def write(path: Path, m: dict, gen: Generation, seq: int, format_version: int) -
     new = dict(m)
     new.update(checkpoint=c, generation=gen.number, rows=rows, seq=seq, format=format_version,
                vectors=gen.vectors.path.name, text=gen.text.path.name if gen.text is not None else m.get("text", "text"),
-               log=log, snapshot=None, graph=f"graph-{c}.vjx", filters=filters, segments=kept,
+               log=log, snapshot=None, graph=graph, graph_patch=graph_patch, filters=filters, segments=kept,
                delta=delta_name(c), snapshot_bytes=sum(s["bytes"] for s in kept),
                external_vectors=gen.graph.external_vectors)
     return new, CheckpointRows(kept, filters_rows, meta_changed, touched)
+
+
+def _write_graph(path: Path, m: dict, gen: Generation, c: int, same: bool) -> tuple[str, str | None]:
+    """A patch on the current graph file (its name kept), or the whole graph: (graph, graph_patch)."""
+    graph = gen.graph
+    nodes = graph.patch_nodes
+    if same and m.get("graph") and nodes is not None and nodes <= GRAPH_PATCH_FRACTION * len(graph):
+        patch = graph.patch()
+        if patch is not None:
+            name = f"graph-{c}.vjp"
+            write_blob(path / name, patch)
+            return m["graph"], name
+    name = f"graph-{c}.vjx"
+    _save_graph(graph, path / name)
+    graph.track_changes()  # the next patches are relative to this file
+    return name, None
 
 
 def _save_graph(graph: _core.HNSWIndex, path: Path) -> None:

@@ -15,7 +15,9 @@ graph reads vectors from the vector file; False in format 1); ``quantization``
 (what the graph walk reads: None or absent for float32, "float16", "int8",
 "binary"). Format 4: ``segments`` (``[{"file", "row0", "rows", "bytes"}, ...]``,
 the checkpoint's row data in contiguous ranges) and ``delta`` (what changed
-in them since), in place of ``snapshot`` (None then); see vjson._segments.
+in them since), in place of ``snapshot`` (None then); see vjson._segments;
+``graph_patch`` (None or absent: none): a patch file (``graph-C.vjp``) of
+what changed in the graph since ``graph`` was saved (vjson._checkpoint).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ METRICS = ("cosine", "l2", "ip")
 #: What the graph walk reads (None: the float32 vectors themselves); see HNSWIndex.
 QUANTIZATIONS = (None, "float16", "int8", "binary")
 #: The manifest fields naming files; any other file of these kinds in the folder is a leftover.
-FILE_KINDS = ("vectors", "log", "snapshot", "graph", "filters", "text", "delta")
+FILE_KINDS = ("vectors", "log", "snapshot", "graph", "filters", "text", "delta", "graph_patch")
 #: Name prefixes of the database's files (segment files are listed under ``segments``).
 _PREFIXES = FILE_KINDS + ("segment",)
 

@@ -26,7 +26,7 @@ from vjson._idmap import IdMap, IdRows
 from vjson._segments import CheckpointRows, Delta, Segment
 from vjson.errors import CorruptionError
 from vjson.metadata_index import MetadataIndex
-from vjson.storage import RecordLog, VectorFile, read_blobs
+from vjson.storage import RecordLog, VectorFile, read_blob, read_blobs
 
 log = logging.getLogger("vjson")
 
@@ -170,7 +170,10 @@ def _open_graph(path: Path, m: dict, ef_search: int, max_elements: int | None) -
                                capacity=max_elements or 1024, ef_search=ef_search,
                                external_vectors=m.get("external_vectors", False),
                                quantization=m.get("quantization"))
-    graph = _core.HNSWIndex.load(path / m["graph"], ef_search=ef_search)
+    patch = read_blob(path / m["graph_patch"]) if m.get("graph_patch") else None
+    graph = _core.HNSWIndex.load(path / m["graph"], ef_search=ef_search, patch=patch)
+    if patch is None:  # (a patched graph tracks its changes from its base file already)
+        graph.track_changes()
     if graph.external_vectors != m.get("external_vectors", False):
         raise CorruptionError(f"{path / m['graph']}: its vector layout disagrees with the manifest")
     if graph.quantization != m.get("quantization"):

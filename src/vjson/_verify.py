@@ -16,7 +16,7 @@ from vjson._idmap import IdMap
 from vjson._segments import Delta, Segment
 from vjson.errors import CorruptionError, VJsonError
 from vjson.metadata_index import MetadataIndex
-from vjson.storage import read_blobs
+from vjson.storage import read_blob, read_blobs
 
 
 def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size: int) -> dict[str, Any]:
@@ -46,7 +46,9 @@ def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size
                 MetadataIndex.load(f, documents=gen.row_meta)
         attempt("filter index checksum", load_filters)
     if m["graph"]:
-        attempt("graph file checksums", lambda: _core.HNSWIndex.load(path / m["graph"], verify=True).close())
+        patch = (lambda: read_blob(path / m["graph_patch"])) if m.get("graph_patch") else (lambda: None)
+        attempt("graph file checksums",
+                lambda: _core.HNSWIndex.load(path / m["graph"], verify=True, patch=patch()).close())
     attempt("graph structure", gen.graph.check)
     attempt("log checksums", lambda: _check_log(log_path, log_size, gen))
     attempt("vector checksums", lambda: _check_vector_blocks(gen, m["rows"]))
