@@ -14,7 +14,9 @@ A checkpoint writes (see vjson._segments for the row data files):
   saved, while those stay below a fraction of it; else the whole file.
 
 It returns the new manifest; the caller makes it current (the commit point)
-after writing the lease that names its files.
+after writing the lease that names its files, and then, if the graph was saved
+whole, restarts the graph's change tracking (patches are relative to the file
+the committed manifest names, so not before: a checkpoint may still fail).
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ GRAPH_PATCH_FRACTION = 0.3
 DELTA_FOLD_FRACTION = 0.05
 
 
-def write(path: Path, m: dict, gen: Generation, seq: int, format_version: int) -> tuple[dict, CheckpointRows]:
-    """Write checkpoint m["checkpoint"] + 1 of gen; returns its manifest and what its files hold."""
+def write(path: Path, m: dict, gen: Generation, seq: int, format_version: int
+          ) -> tuple[dict, CheckpointRows, bool]:
+    """Write checkpoint m["checkpoint"] + 1 of gen; returns its manifest, what its files hold and
+    whether the graph was saved whole."""
     c = m["checkpoint"] + 1
     rows = len(gen.row_ids)
     same = gen.number == m.get("generation", 0) and m.get("segments") is not None
@@ -101,7 +105,7 @@ def write(path: Path, m: dict, gen: Generation, seq: int, format_version: int) -
                log=log, snapshot=None, graph=graph, graph_patch=graph_patch, filters=filters, segments=kept,
                delta=delta_name(c), snapshot_bytes=sum(s["bytes"] for s in kept),
                external_vectors=gen.graph.external_vectors)
-    return new, CheckpointRows(kept, filters_rows, meta_changed, touched)
+    return new, CheckpointRows(kept, filters_rows, meta_changed, touched), graph_patch is None
 
 
 def _write_graph(path: Path, m: dict, gen: Generation, c: int, same: bool) -> tuple[str, str | None]:
@@ -116,7 +120,6 @@ def _write_graph(path: Path, m: dict, gen: Generation, c: int, same: bool) -> tu
             return m["graph"], name
     name = f"graph-{c}.vjx"
     _save_graph(graph, path / name)
-    graph.track_changes()  # the next patches are relative to this file
     return name, None
 
 

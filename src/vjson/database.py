@@ -705,23 +705,25 @@ class VectorDB:
 
     def _checkpoint(self, gen: Generation) -> None:
         """Write gen's checkpoint files (vjson._checkpoint), then switch the manifest to them (the commit point)."""
-        m, held = _checkpoint.write(self.path, self._manifest, gen, self._seq, FORMAT_VERSION)
+        m, held, whole_graph = _checkpoint.write(self.path, self._manifest, gen, self._seq, FORMAT_VERSION)
         _leases.write_lease(self.path, m["checkpoint"], sorted(_manifest.files(m)))
         try:
             _manifest.write(self.path, m, durable=True)
         except StorageError as exc:
             if getattr(exc, "replaced", False):  # the new manifest is in place: so must we be
-                self._switch_to(m, gen, held)
+                self._switch_to(m, gen, held, whole_graph)
             raise
-        self._switch_to(m, gen, held)
+        self._switch_to(m, gen, held, whole_graph)
         self._remove_stray_files(m)
 
-    def _switch_to(self, m: dict, gen: Generation, held: CheckpointRows) -> None:
+    def _switch_to(self, m: dict, gen: Generation, held: CheckpointRows, whole_graph: bool) -> None:
         """Follow a manifest that now names gen and a fresh log: later writes go there."""
         assert self._log is not None
         self._manifest = m
         self._gen = gen
         gen.checkpoint = held
+        if whole_graph:  # graph patches are relative to the file the manifest names now
+            gen.graph.track_changes()
         self._log.close()
         self._log = RecordLog(self.path / m["log"], self._durable)
         self._dirty = False
