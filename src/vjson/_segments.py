@@ -179,13 +179,6 @@ class Segment:
                           or not np.array_equal(hashes[self.order], self.hashes)):
             raise CorruptionError(f"{self.path}: the id hash table does not match the ids")
 
-    def close(self) -> None:
-        if self.size:
-            try:
-                self._map.close()
-            except BufferError:  # views still exported (a reader's rows): the mapping goes with them
-                pass
-
 
 def plan_merge(sizes: list[int]) -> int:
     """Where to start merging segments (by their row counts, oldest first) so

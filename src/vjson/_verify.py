@@ -35,7 +35,9 @@ def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size
     if m["snapshot"]:
         attempt("snapshot checksum", lambda: read_blobs(path / m["snapshot"]))
     for seg in m.get("segments") or ():
-        attempt(f"segment {seg['file']}", lambda seg=seg: Segment(path / seg["file"], seg["row0"], seg["rows"]).verify())
+        def check_segment(seg: dict = seg) -> None:
+            Segment(path / seg["file"], seg["row0"], seg["rows"]).verify()
+        attempt(f"segment {seg['file']}", check_segment)
     if m.get("delta"):
         attempt("delta checksum", lambda: Delta.read(path / m["delta"], m["rows"]))
     if isinstance(gen.ids, IdMap):
@@ -46,9 +48,10 @@ def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size
                 MetadataIndex.load(f, documents=gen.row_meta)
         attempt("filter index checksum", load_filters)
     if m["graph"]:
-        patch = (lambda: read_blob(path / m["graph_patch"])) if m.get("graph_patch") else (lambda: None)
-        attempt("graph file checksums",
-                lambda: _core.HNSWIndex.load(path / m["graph"], verify=True, patch=patch()).close())
+        def load_graph() -> None:
+            patch = read_blob(path / m["graph_patch"]) if m.get("graph_patch") else None
+            _core.HNSWIndex.load(path / m["graph"], verify=True, patch=patch).close()
+        attempt("graph file checksums", load_graph)
     attempt("graph structure", gen.graph.check)
     attempt("log checksums", lambda: _check_log(log_path, log_size, gen))
     attempt("vector checksums", lambda: _check_vector_blocks(gen, m["rows"]))
