@@ -61,6 +61,7 @@ def fresh_copy(src: Path, dst: Path) -> Path:
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
+    os.sync()  # a fresh copy's pages are dirty: a close's fsyncs would write the whole copy
     return dst
 
 

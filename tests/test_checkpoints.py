@@ -269,3 +269,30 @@ def test_a_database_of_manifest_format_3_opens_and_is_upgraded(tmp_path):
     with vjson.VectorDB(folder) as db:
         check(db)
         assert db.verify()["ok"], db.verify()
+
+
+def test_writes_without_texts_need_no_text_resync_at_open(tmp_path, monkeypatch):
+    """The text index's own marker lags behind writes without texts; the checkpoint's
+    text_seq says it is complete, so a clean open does not compare it with every row."""
+    from vjson import _opening
+
+    path = tmp_path / "db"
+    rng = np.random.default_rng(9)
+    with vjson.VectorDB(path, dimension=DIM) as db:
+        db.insert_batch(["t1", "t2"], rng.normal(size=(2, DIM)).astype(np.float32), texts=["alpha one", "beta"])
+    with vjson.VectorDB(path) as db:
+        db.insert_batch([f"p{i}" for i in range(50)], rng.normal(size=(50, DIM)).astype(np.float32))
+        db.update_metadata("t1", {"g": 1})
+
+    def no_resync(*args, **kwargs):
+        raise AssertionError("a clean open resynced the text index")
+    monkeypatch.setattr(_opening, "resync_text", no_resync)
+    with vjson.VectorDB(path) as db:
+        assert [r.id for r in db.text_search("alpha")] == ["t1"] and len(db) == 52
+    monkeypatch.undo()
+    db = vjson.VectorDB(path)
+    db.insert("t3", rng.normal(size=DIM).astype(np.float32), text="alpha three")
+    db._release_files()  # dies before its checkpoint: the text index is checked against the log's rows
+    db._closed = True
+    with vjson.VectorDB(path) as db:
+        assert sorted(r.id for r in db.text_search("alpha")) == ["t1", "t3"]

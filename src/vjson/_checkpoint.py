@@ -51,10 +51,6 @@ def write(path: Path, m: dict, gen: Generation, seq: int, format_version: int
     same = gen.number == m.get("generation", 0) and m.get("segments") is not None
     before = gen.checkpoint if same else CheckpointRows()
     gen.vectors.sync()
-    if gen.text is not None and gen.text.marker != seq:
-        # Writes without texts leave the text index's marker behind: it holds every
-        # text up to seq, so say so (else every open would compare it with every row).
-        gen.text.commit(seq)
     graph, graph_patch = _write_graph(path, m, gen, c, same)
     crcs = gen.checksum_vectors(rows)
     visible = gen.view.mask()
@@ -104,7 +100,11 @@ def write(path: Path, m: dict, gen: Generation, seq: int, format_version: int
                vectors=gen.vectors.path.name, text=gen.text.path.name if gen.text is not None else m.get("text", "text"),
                log=log, snapshot=None, graph=graph, graph_patch=graph_patch, filters=filters, segments=kept,
                delta=delta_name(c), snapshot_bytes=sum(s["bytes"] for s in kept),
-               external_vectors=gen.graph.external_vectors)
+               external_vectors=gen.graph.external_vectors,
+               # Every write call applies its texts before it returns: the text index
+               # holds every text up to seq (its own marker may lag: writes without
+               # texts commit nothing to it), so opening need not compare it with the rows.
+               text_seq=seq if gen.text is not None else None)
     return new, CheckpointRows(kept, filters_rows, meta_changed, touched), graph_patch is None
 
 

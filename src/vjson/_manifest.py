@@ -16,7 +16,8 @@ graph reads vectors from the vector file; False in format 1); ``quantization``
 "binary"). Format 4: ``segments`` (``[{"file", "row0", "rows", "bytes"}, ...]``,
 the checkpoint's row data in contiguous ranges) and ``delta`` (what changed
 in them since), in place of ``snapshot`` (None then); see vjson._segments;
-``graph_patch`` (None or absent: none): a patch file (``graph-C.vjp``) of
+``text_seq``: the text index held every text up to this log sequence number
+at the checkpoint (None or absent: trust its own marker); ``graph_patch`` (None or absent: none): a patch file (``graph-C.vjp``) of
 what changed in the graph since ``graph`` was saved (vjson._checkpoint).
 """
 

@@ -294,6 +294,11 @@ def _open_text(path: Path, m: dict, gen: Generation, seq: int, read_only: bool) 
     except CorruptionError as exc:  # a second writer (DatabaseLockedError) propagates
         log.warning("%s: text index unusable (%s); rebuilding it from the stored texts", folder, exc)
         return rebuild_text(folder, tokenizer, gen.row_text, gen.visible_rows(), seq)
+    known = m.get("text_seq")
+    if known is not None and (marker is None or marker < known):
+        # The checkpoint found it complete up to then; writes without texts
+        # since its last commit left its own marker behind.
+        marker = known
     if marker != seq:
         resync_text(text, gen.row_text, gen.visible_rows(), seq)
     return text
