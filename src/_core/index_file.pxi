@@ -663,7 +663,8 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
     head = data[len(_PATCH_MAGIC):len(_PATCH_MAGIC) + _PATCH.size]
     if _struct.unpack_from("<Q", data, len(_PATCH_MAGIC) + _PATCH.size)[0] != _checksum_bytes(head):
         bad("header checksum mismatch")
-    base, count, n_deleted, label_count, entry, max_level, rng, entries, nbytes, body_hash = _PATCH.unpack(head)
+    fields = _PATCH.unpack(head)
+    base, count, n_deleted, label_count, entry, max_level, rng, entries, nbytes, body_hash = fields
     body = data[n_head:]
     if len(body) != nbytes or nbytes % 4 or _checksum_bytes(body) != body_hash:
         bad("checksum mismatch or truncated")
@@ -682,18 +683,19 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
     g.changed_base = base
     cdef const uint32_t[::1] w = memoryview(body).cast("I") if nbytes else None
     cdef size_t pos = 0, total = nbytes // 4, node, level, flags, n, lw, k
+    cdef size_t c_base = base, c_count = count, c_entries = entries  # (C loops below)
     cdef int64_t deleted = g.n_deleted
-    cdef size_t next_new = base
+    cdef size_t next_new = c_base
     cdef uint32_t *lst
-    for k in range(entries):
+    for k in range(c_entries):
         if pos + 4 > total:
             bad("truncated entry")
         node, level, flags, n = w[pos], w[pos + 1], w[pos + 2], w[pos + 3]
         lw = level * (g.M + 1)
-        if (node >= count or level > MAX_LEVEL or flags & ~(<size_t> FLAG_DELETED) or n > g.M0
+        if (node >= c_count or level > MAX_LEVEL or flags & ~(<size_t> FLAG_DELETED) or n > g.M0
                 or pos + 4 + n + lw > total):
             bad(f"invalid entry for node {node}")
-        if node >= base:
+        if node >= c_base:
             if node != next_new:
                 bad("new nodes out of order")
             next_new += 1
@@ -715,9 +717,9 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
         if lw:
             memcpy(g.upper[node], &w[pos + 4 + n], lw * 4)
         pos += 4 + n + lw
-    if pos != total or next_new != count:
+    if pos != total or next_new != c_count:
         bad("entries do not match the counts")
-    for node in range(count):  # every link of a patched node
+    for node in range(c_count):  # every link of a patched node
         if not g.changed[node]:
             continue
         for level in range(g.levels[node] + 1):
@@ -725,7 +727,7 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
             if lst[0] > (g.M0 if level == 0 else g.M):
                 bad(f"node {node} has {lst[0]} links on level {level}")
             for k in range(1, lst[0] + 1):
-                if lst[k] >= count or g.levels[lst[k]] < level:
+                if lst[k] >= c_count or g.levels[lst[k]] < level:
                     bad(f"node {node} links to invalid node {lst[k]}")
     if deleted != <int64_t> n_deleted:
         bad("the deleted flags disagree with the header")
