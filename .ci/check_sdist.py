@@ -33,6 +33,7 @@ REQUIRED_GLOBS = [
     "tests/native/*",
     "tests/data/db-before-quantization/*",
     "tests/data/int8-format4/*",
+    "tests/data/db-format3/*",
 ]
 # must be present whatever the tree holds
 MUST_HAVE = ["PKG-INFO", "pyproject.toml", "CMakeLists.txt", "README.md", "src/_core/_core.pyx",
@@ -46,8 +47,10 @@ FORBIDDEN_NAMES = ["*.so", "*.pyd", "*.dylib", "*.o", "*.a", "*.c", "*.cpp", "*.
                    "*.tar.gz", "*.vjl", "*.vjx", "*.vjs", "*.vjm", "*.f32", "MANIFEST.json"]
 # named on purpose, not build output or stray data: the kernels' hand-written test
 # driver, the committed database in the format before quantization and the int8
-# index files of format 4 that the compatibility tests open
-ALLOWED_GLOBS = ["tests/native/*.c", "tests/data/db-before-quantization/*", "tests/data/int8-format4/*"]
+# index files of format 4 that the compatibility tests open, and a database of manifest
+# format 3 (before segmented checkpoints)
+ALLOWED_GLOBS = ["tests/native/*.c", "tests/data/db-before-quantization/*", "tests/data/int8-format4/*",
+                 "tests/data/db-format3/*"]
 MAX_BYTES = 10 * 1024 * 1024  # the sdist is ~1.4 MB, most of it the demo data
 
 

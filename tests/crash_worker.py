@@ -6,7 +6,8 @@ METRIC is the database's metric when the worker creates it (``l2`` by default).
 
 MIX is ``all`` (default) or a comma-separated list of: ``nocompact``
 (compact() replaced by flush()), ``compact`` (every operation is a
-compact()), ``notextupserts`` (a write that replaces existing ids carries no
+compact()), ``flush`` (every operation is a flush(), a checkpoint),
+``notextupserts`` (a write that replaces existing ids carries no
 texts).
 
 Opens (or creates) the database at PATH and runs a random, seeded sequence of
@@ -112,6 +113,8 @@ class Plan:
             kind = "delete" if self.live else "insert"
         if "compact" in self.mix:
             kind = "compact"
+        elif "flush" in self.mix:
+            kind = "flush"
         elif "nocompact" in self.mix and kind == "compact":
             kind = "flush"
         op: dict = {"op": kind}

@@ -240,7 +240,7 @@ def rewrite(raw: bytes, level0: bytes) -> bytes:
     h = read_header(raw)
     assert len(level0) == h["level0_bytes"]
     h["level0_hash"] = vjson._core._checksum(level0, 0x766A736F6E)
-    head = _HEADER.pack(*(h[f] for f in _FIELDS)).ljust(248, b"\0")
+    head = _HEADER.pack(*(h[f] for f in _FIELDS)) + raw[_HEADER.size:248]  # (the later fields as they were)
     head += struct.pack("<Q", vjson._core._checksum(head, 0x766A736F6E))
     start = h["level0_offset"]
     return head + raw[256:start] + level0 + raw[start + len(level0):]
@@ -252,14 +252,15 @@ def packed(tmp_path):
     index = external(data)
     index.delete(np.arange(0, 3000, 10))
     path = tmp_path / "p.vjx"
-    index.save(path)
+    index.save(path, pack=True)
     return index, data, path
 
 
 def test_packed_file_holds_only_the_links_in_use(packed):
     index, data, path = packed
     h = read_header(path.read_bytes())
-    assert h["version"] == 5 and h["external_vectors"] == 1  # 5: int8 error bounds; packed since 3
+    assert h["version"] == 6 and h["external_vectors"] == 1  # packed since 3, on request since 6
+    assert path.read_bytes()[232:236] == (1).to_bytes(4, "little")  # the level0_packed flag
     links = index.check()["links"]  # (all levels: level 0 holds most)
     # a deleted bit and a 1-byte count per node, then 2 bytes per link below 65,536 nodes
     assert h["level0_bytes"] <= -(-3000 // 8) + 3000 + 2 * links
@@ -276,7 +277,7 @@ def test_three_byte_ids_past_65536_nodes(tmp_path):
     index = vjson.HNSWIndex(4, "l2", M=4, ef_construction=16, external_vectors=True)
     index.attach_vectors(data)
     index.add_stored(np.arange(n))
-    index.save(tmp_path / "big.vjx")
+    index.save(tmp_path / "big.vjx", pack=True)
     h = read_header((tmp_path / "big.vjx").read_bytes())
     lists = index.check()
     assert h["level0_bytes"] > -(-n // 8) + n + 2 * (lists["links"] // 2)  # wider than 2 bytes a link
@@ -307,3 +308,66 @@ def test_damaged_packed_links_are_refused(packed, tmp_path):
         (tmp_path / "cut").write_bytes(raw[:keep])
         with pytest.raises(vjson.CorruptionError):
             vjson.HNSWIndex.load(tmp_path / "cut")
+
+
+def test_records_file_is_mapped_and_damage_is_found_by_verify(tmp_path):
+    """Format 6 saves external-vector level 0 as records (the default): loading maps them,
+    a damaged link never takes a search out of the graph, and verify=True finds it."""
+    data = clustered(3000, 8, 15)
+    index = external(data)
+    index.delete(np.arange(0, 3000, 10))
+    path = tmp_path / "r.vjx"
+    index.save(path)
+    raw = path.read_bytes()
+    h = read_header(raw)
+    assert h["version"] == 6 and raw[232:236] == bytes(4)  # not packed
+    assert h["level0_bytes"] == 3000 * h["record_size"]
+    loaded = vjson.HNSWIndex.load(path)
+    loaded.attach_vectors(data)
+    assert loaded.check()["deleted"] == 300
+    np.testing.assert_array_equal(loaded.search_batch(data[:100], 10)[0], index.search_batch(data[:100], 10)[0])
+    damaged = bytearray(raw)
+    start = h["level0_offset"]
+    for node in range(0, 3000, 7):  # every 7th node's first link points past the graph
+        damaged[start + node * h["record_size"] + 16:start + node * h["record_size"] + 20] = (10**6).to_bytes(4, "little")
+    (tmp_path / "d.vjx").write_bytes(bytes(damaged))
+    broken = vjson.HNSWIndex.load(tmp_path / "d.vjx")
+    broken.attach_vectors(data)
+    rows, _ = broken.search_batch(data[:50], 10)
+    assert rows.max() < 3000
+    with pytest.raises(vjson.CorruptionError):
+        vjson.HNSWIndex.load(tmp_path / "d.vjx", verify=True)
+
+
+def test_a_patch_on_its_base_file_gives_the_graph_back(tmp_path):
+    """patch(): the nodes added or changed since the base file; load(base, patch=) rebuilds
+    the graph exactly, and refuses a damaged patch or one of another base."""
+    data = clustered(4000, 8, 16)
+    index = vjson.HNSWIndex(8, "l2", M=8, ef_construction=64, external_vectors=True)
+    index.attach_vectors(data)
+    index.add_stored(np.arange(3000))
+    index.save(tmp_path / "base.vjx")
+    index.track_changes()
+    assert index.patch_nodes == 0
+    index.add_stored(np.arange(3000, 3100))
+    index.delete(np.arange(0, 50, 5))
+    changed = index.patch_nodes
+    assert 100 < changed < 3100
+    patch = index.patch()
+    again = vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=patch)
+    again.attach_vectors(data)
+    assert len(again) == len(index) and again.check() == index.check()
+    np.testing.assert_array_equal(again.search_batch(data[:200], 10)[0], index.search_batch(data[:200], 10)[0])
+    again.add_stored(np.arange(3100, 3200))  # the loaded graph keeps growing, and patching from its base
+    assert again.patch_nodes > changed
+    third = vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=again.patch())
+    third.attach_vectors(data)
+    np.testing.assert_array_equal(third.search_batch(data[:200], 10)[0], again.search_batch(data[:200], 10)[0])
+    damaged = bytearray(patch)
+    damaged[len(patch) // 2] ^= 1
+    for bad in (bytes(damaged), patch[:-4], b"VJPATCH\x01" + bytes(100)):
+        with pytest.raises(vjson.CorruptionError):
+            vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=bad)
+    index.save(tmp_path / "other.vjx")  # a patch names the node count of its base
+    with pytest.raises(vjson.CorruptionError):
+        vjson.HNSWIndex.load(tmp_path / "other.vjx", patch=patch)

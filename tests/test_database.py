@@ -210,11 +210,11 @@ class TestCompact:
         db.insert_batch(ids(100), clustered(100, DIM, 13))
         db.delete(ids(10))
         content = snapshot(db)
-        from vjson import database as dbmod
+        from vjson import _checkpoint
 
         def boom(*a, **k):
             raise OSError(5, "injected")
-        monkeypatch.setattr(dbmod, "atomic_write", boom)  # the manifest switch fails
+        monkeypatch.setattr(_checkpoint, "atomic_write", boom)  # writing the new filter index fails
         with pytest.raises(OSError):
             db.compact()
         monkeypatch.undo()
@@ -369,15 +369,16 @@ class TestVerify:
             db.compact()
             assert db.verify()["ok"]
 
-    @pytest.mark.parametrize("target", ["vectors", "graph", "snapshot", "filters"])
+    @pytest.mark.parametrize("target", ["vectors", "graph", "segment", "delta", "filters"])
     def test_flipped_byte_is_reported(self, tmp_path, target):
         path = tmp_path / "db"
         db = vjson.VectorDB(path, dimension=DIM)
         db.insert_batch(ids(300), clustered(300, DIM, 22), [{"i": i} for i in range(300)])
         db.flush()
-        name = db._manifest[target]
+        name = db._manifest["segments"][0]["file"] if target == "segment" else db._manifest[target]
         raw = bytearray((path / name).read_bytes())
-        offset = {"vectors": 4 * DIM * 17 + 3, "graph": 65536 + 200, "snapshot": 40, "filters": len(raw) // 2}[target]
+        offset = {"vectors": 4 * DIM * 17 + 3, "graph": 65536 + 200, "segment": 40, "delta": 40,
+                  "filters": len(raw) // 2}[target]
         raw[offset] ^= 0x40
         (path / name).write_bytes(bytes(raw))
         report = db.verify()
@@ -487,7 +488,7 @@ class TestVectorStorage:
 
     def test_format_1_database_opens_and_compact_upgrades_it(self, tmp_path):
         """A database whose graph keeps its own vectors (format 1) still works; compact moves it to format 2's
-        layout. (Its manifest says format 3 once a writer opened it: log frames older vjson cannot read.)"""
+        layout. (Its manifest says format 4 once a writer opened it: files older vjson cannot read.)"""
         import orjson
 
         path = tmp_path / "db"
@@ -501,10 +502,10 @@ class TestVectorStorage:
             db.insert_batch(ids(300), data)
             np.testing.assert_array_equal(db.get("r3").vector, data[3])  # format 1 kept vectors as given
         with vjson.open(path) as db:
-            assert db._manifest["format"] == 3 and not db._gen.graph.external_vectors
+            assert db._manifest["format"] == 4 and not db._gen.graph.external_vectors
             assert db.search(data[42], k=1)[0].id == "r42"
             db.compact()
-            assert db._manifest["format"] == 3 and db._gen.graph.external_vectors
+            assert db._manifest["format"] == 4 and db._gen.graph.external_vectors
         with vjson.open(path) as db:
             assert db._gen.graph.external_vectors and len(db) == 300
             assert db.search(data[42], k=1)[0].id == "r42"

@@ -179,7 +179,7 @@ class TestOlderDatabases:
         assert json.loads((path / "MANIFEST.json").read_text())["format"] == 2
         with vjson.VectorDB(path) as db:
             _check_fixture_contents(db)
-            assert json.loads((path / "MANIFEST.json").read_text())["format"] == 3  # before any append
+            assert json.loads((path / "MANIFEST.json").read_text())["format"] == 4  # before any append
             db.insert("new", np.ones(8, dtype=np.float32), {"tag": "new"})  # a new frame after the legacy ones
             frames = _logformat.scan_file(path / db._manifest["log"]).frames
             assert frames[-1].payload.startswith(b'{"op":"put"') and len(frames) == 6

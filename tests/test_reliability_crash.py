@@ -546,3 +546,70 @@ def test_kill_during_compaction(tmp_path, capsys):
         print(f"\n[crash] compaction takes {duration * 1000:.0f} ms; {len(delays)} kills across it, "
               f"{len(failures)} left a bad database")
     assert not failures, "\n".join(failures)
+
+
+def test_kill_during_an_incremental_checkpoint(tmp_path, capsys):
+    """SIGKILL swept across a checkpoint that writes only what changed since the last
+    one (a segment of new rows, a delta of updated metadata and deletes, the graph):
+    every kill point must reopen to the same database, with every write."""
+    from crash_worker import run as run_op
+
+    base = tmp_path / "base"
+    rng = np.random.default_rng(4)
+    model: dict = {}
+    db = vjson.VectorDB(base, dimension=DIM, metric="l2", M=8, ef_construction=64)
+    first = [{"id": f"r{i}", "key": 60_000 + i, "meta": {"g": i % GROUPS},
+              "text": f"river {unique_word(60_000 + i)}" if i % 4 == 0 else None} for i in range(2000)]
+    later = [{"id": f"n{i}", "key": 70_000 + i, "meta": {"g": i % GROUPS}, "text": None} for i in range(300)]
+    ops = [{"op": "insert_batch", "records": first}, {"op": "flush"},
+           {"op": "insert_batch", "records": later},
+           {"op": "delete", "ids": [f"r{i}" for i in range(0, 400, 7)]}]
+    ops += [{"op": "update_metadata", "id": f"r{i}", "merge": False, "meta": {"g": 0, "u": i}}
+            for i in range(1, 400, 9) if i % 7]
+    for op in ops:
+        run_op(op, db, DIM)
+        model = apply(model, op)
+    copy_folder(base, tmp_path / "open")  # as a kill would leave it: the changes only in the log
+    db.close()
+
+    def attempt(name: str, delay: float | None) -> tuple[int, float]:
+        path = tmp_path / name
+        copy_folder(tmp_path / "open", path)
+        proc = subprocess.Popen([sys.executable, str(WORKER), str(path), "1", str(DIM), "sync", "1", "flush"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        took, t = 0.0, time.monotonic()
+        for line in proc.stdout:
+            if line.startswith("I "):
+                t = time.monotonic()
+                if delay is not None:
+                    time.sleep(delay)
+                    proc.kill()
+            elif line.startswith("A "):
+                took = time.monotonic() - t
+        rc = proc.wait(10)
+        proc.stdout.close()
+        return rc, took
+
+    rc, duration = attempt("measure", None)
+    assert rc == 0
+    m = json.loads((tmp_path / "measure" / "MANIFEST.json").read_text())
+    assert len(m["segments"]) == 2 and m["segments"][1]["rows"] == 300  # incremental: the new rows only
+    failures = []
+    delays = np.linspace(0.0, 1.2 * duration, 8)
+    for i, delay in enumerate(delays):
+        rc, _ = attempt(f"k{i}", float(delay))
+        assert rc in (-9, 0)
+        with vjson.VectorDB(tmp_path / f"k{i}") as db:
+            try:
+                assert state_of(db) == expected_state(model)
+                check_database(db, model, set(), set(), rng)
+                assert db.verify()["ok"], db.verify()["problems"]
+            except AssertionError as exc:
+                failures.append(f"kill {delay * 1000:.1f} ms into flush(): {str(exc)[:200]}")
+        with vjson.VectorDB(tmp_path / f"k{i}") as db:  # and once more, from what that close wrote
+            if state_of(db) != expected_state(model):
+                failures.append(f"kill {delay * 1000:.1f} ms into flush(): wrong after a second reopen")
+    with capsys.disabled():
+        print(f"\n[crash] an incremental checkpoint takes {duration * 1000:.0f} ms; {len(delays)} kills "
+              f"across it, {len(failures)} left a bad database")
+    assert not failures, "\n".join(failures)

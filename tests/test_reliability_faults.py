@@ -332,7 +332,7 @@ def _corruption_db(tmp: Path) -> tuple[Path, dict, list[dict]]:
              "text": f"amber {unique_word(70_000 + i)}" if i % 2 else None} for i in range(150)]
     ops.append({"op": "insert_batch", "records": recs})
     ops.append({"op": "delete", "ids": [f"c{i}" for i in range(0, 30, 3)]})
-    ops.append({"op": "flush"})  # snapshot, graph and filters of checkpoint 1
+    ops.append({"op": "flush"})  # segment, delta, graph and filters of checkpoint 1
     ops.append({"op": "insert_batch", "records": [
         {"id": f"c{i}", "key": 80_000 + i, "meta": {"g": 1}, "text": f"amber {unique_word(80_000 + i)}"}
         for i in range(140, 160)]})
@@ -357,14 +357,14 @@ def _kind(rel: Path) -> str:
 
 @pytest.mark.parametrize("kind", [
     "MANIFEST",
-    "vectors", "log", "snapshot", "graph", "filters", "text"])
+    "vectors", "log", "segment", "delta", "graph", "filters", "text"])
 def test_corruption_of_every_file(tmp_path, capsys, kind):
     rng = np.random.default_rng(11)
     clean, model, history = _corruption_db(tmp_path)
     all_files = sorted(p.relative_to(clean) for p in clean.rglob("*")
                        if p.is_file() and p.name != "LOCK" and not p.name.endswith(".lock"))
-    assert {_kind(f) for f in all_files} >= {"MANIFEST", "vectors", "log", "snapshot", "graph", "filters",
-                                             "text"}, all_files
+    assert {_kind(f) for f in all_files} >= {"MANIFEST", "vectors", "log", "segment", "delta", "graph",
+                                             "filters", "text"}, all_files
     files = [f for f in all_files if _kind(f) == kind]
     keys = [k for k, _, _ in model.values()]
     queries = [int(k) for k in rng.choice(keys, 6, replace=False)]

@@ -100,7 +100,7 @@ def test_a_checkpoint_makes_its_new_log_durable_before_the_manifest_names_it(tmp
     db = vjson.VectorDB(path, dimension=DIM, metric="l2")
     db.insert("a", _vecs(1, 1)[0])
     durable = _durable_names_at_manifest_switch(path, db.flush)
-    assert {"log-1.vjl", "snapshot-1.vjs", "graph-1.vjx", "filters-1.vjm"} <= durable
+    assert {"log-1.vjl", "segment-1-0.vjg", "delta-1.vjd", "graph-1.vjx", "filters-1.vjm"} <= durable
     db.close()
 
 
@@ -203,3 +203,40 @@ def test_the_simulator_loses_unsynced_writes(tmp_path):
         fs.crash_image(tmp_path / f"late{i}", rng)
         kept.add((tmp_path / f"late{i}" / "late").exists())
     assert kept == {True, False}, "a name not yet made durable must sometimes vanish, sometimes stay"
+
+
+def test_an_incremental_checkpoint_makes_its_files_durable_before_the_manifest_names_them(tmp_path):
+    """A checkpoint after a few changes writes a segment of the new rows, a delta and a graph
+    patch: at the manifest's rename each is durable, by name and content (a power cut then
+    keeps a manifest whose files are all there and whole)."""
+    path = tmp_path / "db"
+    db = vjson.VectorDB(path, dimension=DIM, metric="l2")
+    db.insert_batch([f"a{i}" for i in range(300)], _vecs(300, 3), [{"g": i % 3} for i in range(300)])
+    db.flush()
+    db.insert_batch(["b1", "b2"], _vecs(2, 4), [{"g": 7}, None])
+    db.update_metadata("a5", {"g": 9})
+    db.delete(["a6"])
+    contents: dict[str, bytes] = {}
+    original_replace = PowerCutFS.replace
+
+    class Watch(PowerCutFS):
+        def replace(self, src, dst):
+            if os.path.basename(dst) == "MANIFEST.json":
+                for name, ino in self.durable_dir.items():
+                    if ino in self.durable_data:
+                        contents[name] = self.durable_data[ino]
+            original_replace(self, src, dst)
+
+    saved, storage.fs = storage.fs, Watch(path)
+    try:
+        db.flush()
+    finally:
+        storage.fs = saved
+    m = db._manifest
+    new = [m["segments"][-1]["file"], m["delta"], m["graph_patch"]]
+    assert m["segments"][-1]["rows"] == 2 and m["graph_patch"] is not None, m
+    for name in new:
+        assert contents.get(name) == (path / name).read_bytes(), f"{name} not durable at the commit point"
+    db.close()
+    with vjson.VectorDB(path) as again:
+        assert again.get("a5").metadata == {"g": 9} and "a6" not in again and again.get("b1").metadata == {"g": 7}

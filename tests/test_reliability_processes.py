@@ -142,15 +142,19 @@ def test_writer_keeps_the_files_a_reader_leases(tmp_path):
     w.insert_batch(["a", "b"], _vectors(2, 1))
     w.flush()
     r = vjson.VectorDB(path, read_only=True)  # on checkpoint 1
-    held = {"log-1.vjl", "snapshot-1.vjs", "graph-1.vjx", "filters-1.vjm"}
+    held = {"log-1.vjl", "segment-1-0.vjg", "delta-1.vjd", "graph-1.vjx", "filters-1.vjm"}
+    assert held <= set(os.listdir(path))
     w.insert("c", _vectors(1, 2)[0])
     w.flush()
     w.flush()
     assert held <= set(os.listdir(path)), "the writer removed files a reader still leases"
-    assert not {"log-2.vjl", "snapshot-2.vjs"} & set(os.listdir(path)), "an unleased checkpoint was kept"
+    assert not {"log-2.vjl", "delta-2.vjd"} & set(os.listdir(path)), "an unleased checkpoint was kept"
     r.close()
     w.flush()
-    assert not held & set(os.listdir(path)), "files of a released lease were kept"
+    from vjson import _manifest
+    # (a segment stays while later checkpoints still name it)
+    assert not (held - _manifest.files(w._manifest)) & set(os.listdir(path)), "files of a released lease were kept"
+    assert "segment-1-0.vjg" in _manifest.files(w._manifest) and "log-1.vjl" not in os.listdir(path)
     # the same when the reader process dies without closing: its flock goes with it
     import subprocess
     import sys

@@ -20,7 +20,7 @@ from libc.string cimport memcpy, memset
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.types cimport off_t
 from posix.unistd cimport close as close_fd, pread, usleep
-from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
+from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
 
 from graph cimport *
 from heap cimport Heap, HeapItem, heap_free, heap_pop, heap_push, heap_reserve
@@ -975,6 +975,7 @@ cdef class HNSWIndex:
                 for i in range(ids.shape[0]):
                     node = find_node(g, ids[i])
                     node_flags(g, node)[0] |= FLAG_DELETED
+                    mark_changed(g, node)
                     g.n_deleted += 1
                     if not g.labels_are_nodes:
                         labelmap_erase(g.labels, g.label_slots, ids[i])
@@ -1017,7 +1018,7 @@ cdef class HNSWIndex:
             return out_labels, out_dists
         return out_labels[:found], out_dists[:found]
 
-    def search_results(self, query, k, ef_search, Bitset allowed, list names, object metadata,
+    def search_results(self, query, k, ef_search, Bitset allowed, object names, object metadata,
                        object texts, bint similarity, rescore=None, oversample=None):
         """search() fused with building SearchResult objects for row labels:
         the database's hot path, with no intermediate arrays.
@@ -1245,22 +1246,69 @@ cdef class HNSWIndex:
         return out[:n]
 
     # ---- persistence (index_file.pxi)
-    def save(self, path, bint durable=True):
-        """Write the index to `path` atomically (temp file, fsync, rename, fsync folder)."""
+    def save(self, path, bint durable=True, bint pack=False):
+        """Write the index to `path` atomically (temp file, fsync, rename, fsync folder).
+
+        Level 0 is saved as records that loading maps in place; `pack` (external
+        vectors only) saves it packed instead: a third of the bytes, unpacked at load."""
         cdef _Call call = self.begin()
         cdef Graph *g = self.g
         with nogil:  # no change meanwhile (linking included); searches go on
             pthread_mutex_lock(&g.writer)
             vj_read_lock(&g.rw)
         try:
-            write_index_file(self, os.fspath(path), durable)
+            write_index_file(self, os.fspath(path), durable, pack)
+        finally:
+            with nogil:
+                vj_rw_unlock(&g.rw)
+                pthread_mutex_unlock(&g.writer)
+
+    def track_changes(self):
+        """From now on, note which nodes change, for patch(): relative to the graph as it is now."""
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
+        cdef uint8_t *fresh
+        with nogil:
+            pthread_mutex_lock(&g.writer)
+            vj_read_lock(&g.rw)
+        try:
+            fresh = <uint8_t *> calloc(max(g.capacity, 1), 1)
+            if fresh == NULL:
+                raise MemoryError()
+            free(g.changed)
+            g.changed = fresh
+            g.changed_base = g.count
+        finally:
+            with nogil:
+                vj_rw_unlock(&g.rw)
+                pthread_mutex_unlock(&g.writer)
+
+    @property
+    def patch_nodes(self):
+        """Nodes a patch() would hold now (added or changed since track_changes()), or None
+        when this graph cannot be patched (see index_file.pxi)."""
+        cdef Graph *g = self.open_graph()
+        if not patchable(g):
+            return None
+        return patch_entries(g)
+
+    def patch(self):
+        """What changed since track_changes() (or since the base file and patch it was loaded
+        from), as bytes for load(base, patch=...); None when this graph cannot be patched."""
+        cdef _Call call = self.begin()
+        cdef Graph *g = self.g
+        with nogil:
+            pthread_mutex_lock(&g.writer)
+            vj_read_lock(&g.rw)
+        try:
+            return pack_patch(g) if patchable(g) else None
         finally:
             with nogil:
                 vj_rw_unlock(&g.rw)
                 pthread_mutex_unlock(&g.writer)
 
     @staticmethod
-    def load(path, bint verify=False, ef_search=64):
+    def load(path, bint verify=False, ef_search=64, patch=None):
         """Open a saved index. The graph block is memory-mapped, not parsed.
 
         Opening checks the header, every section's bounds and the checksums of
@@ -1268,8 +1316,11 @@ cdef class HNSWIndex:
         CorruptionError. `verify=True` also checksums the level-0 block (all
         vectors and links), which reads the whole file. Without it, a damaged
         link can never make a search leave the graph (links are bounds-checked).
+        `patch` (bytes of patch()) is applied after: its nodes checked whole.
         """
-        return read_index_file(os.fspath(path), verify, ef_search)
+        if patch is not None and not isinstance(patch, bytes):
+            raise InvalidInputError("patch must be bytes")
+        return read_index_file(os.fspath(path), verify, ef_search, patch)
 
     def check(self):
         """Walk the whole structure and return a report; raises CorruptionError on a broken invariant."""
@@ -1419,17 +1470,18 @@ cdef inline object row_value(object rows, object values, uint64_t row):
     return rows[row]
 
 
-cdef list make_results(list names, object metadata, object texts, const uint64_t *labels,
+cdef list make_results(object names, object metadata, object texts, const uint64_t *labels,
                        const float *distances, Py_ssize_t n, bint similarity):
     cdef Py_ssize_t i
     cdef float d
     cdef SearchResult res
     cdef list out = []
     cdef object meta_values = plain_rows(metadata), text_values = plain_rows(texts)
+    cdef object id_values = plain_rows(names)
     for i in range(n):
         d = distances[i]
         res = SearchResult.__new__(SearchResult)
-        res.id = names[labels[i]]
+        res.id = row_value(names, id_values, labels[i])
         res.distance = d
         res.score = (1.0 - d) if similarity else -d
         res.metadata = row_value(metadata, meta_values, labels[i]) if metadata is not None else None
@@ -1438,7 +1490,7 @@ cdef list make_results(list names, object metadata, object texts, const uint64_t
     return out
 
 
-def build_results(list names, object metadata, object texts, const uint64_t[::1] labels,
+def build_results(object names, object metadata, object texts, const uint64_t[::1] labels,
                   const float[::1] distances, bint similarity):
     """SearchResult per (label, distance) with ``names[label]`` as id;
     `metadata`/`texts` (sequences indexed by label, or None) give the fields to attach."""

@@ -92,6 +92,8 @@ cdef struct Graph:
     uint8_t *levels        # top level of each node
     uint32_t **upper       # per node: its upper-level lists, or NULL
     unsigned char *node_locks
+    uint8_t *changed       # per node: its lists changed since dirty_base was set (NULL: not tracked)
+    size_t changed_base    # nodes of the file the changes are relative to
 
     LabelSlot *labels
     size_t label_slots     # a power of two, at least 2 * label_count

@@ -71,6 +71,7 @@ cdef void free_graph(Graph *g) noexcept nogil:
     free(g.upper)
     free(g.levels)
     free(g.node_locks)
+    free(g.changed)
     free(g.free_nodes)
     if g.level0 != NULL:
         munmap(g.level0, g.level0_bytes)
@@ -133,11 +134,13 @@ cdef int place_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t st
             if g.labels_are_nodes and ids[i] < g.count:
                 node = <int64_t> ids[i]  # a deleted label comes back to its own node
                 take_free(g, <uint32_t> node)
+                mark_changed(g, node)
                 node_flags(g, node)[0] &= ~(<uint32_t> FLAG_DELETED)
                 g.n_deleted -= 1
             elif g.n_free > 0:  # reuse a deleted slot: re-linked like an update
                 g.n_free -= 1
                 node = g.free_nodes[g.n_free]
+                mark_changed(g, node)
                 node_flags(g, node)[0] &= ~(<uint32_t> FLAG_DELETED)
                 g.n_deleted -= 1
             else:

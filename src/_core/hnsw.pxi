@@ -58,6 +58,11 @@ cdef void *map_anonymous(size_t nbytes) noexcept nogil:
     cdef void *p = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     return NULL if p == MAP_FAILED else p
 
+cdef inline void mark_changed(Graph *g, size_t node) noexcept nogil:
+    """Note that node's lists changed (for a graph patch, index_file.pxi)."""
+    if g.changed != NULL:
+        g.changed[node] = 1
+
 cdef int grow_nodes(Graph *g, size_t capacity) noexcept nogil:
     """Make room for `capacity` nodes; existing nodes keep their ids. -1 on OOM."""
     cdef size_t nbytes = capacity * g.record_size
@@ -85,6 +90,13 @@ cdef int grow_nodes(Graph *g, size_t capacity) noexcept nogil:
         munmap(block, nbytes)
         return -1
     g.node_locks = locks
+    if g.changed != NULL:
+        locks = <unsigned char *> realloc(g.changed, capacity)
+        if locks == NULL:
+            munmap(block, nbytes)
+            return -1
+        g.changed = locks
+        memset(g.changed + g.capacity, 0, capacity - g.capacity)
     memset(g.levels + g.capacity, 0, capacity - g.capacity)
     memset(g.upper + g.capacity, 0, (capacity - g.capacity) * sizeof(uint32_t *))
     memset(g.node_locks + g.capacity, 0, capacity - g.capacity)
@@ -671,6 +683,7 @@ cdef int link_back(Graph *g, Scratch *s, uint32_t target, uint32_t node, int lev
         if links[j] == node:
             vj_spin_unlock(&g.node_locks[target])
             return 0
+    mark_changed(g, target)
     if n < limit:
         links[n + 1] = node
         links[0] = <uint32_t> (n + 1)
@@ -704,6 +717,7 @@ cdef int connect_level(Graph *g, Scratch *s, uint32_t node, int level) noexcept 
     sort_ascending(s.sorted.items, n)
     kept = select_neighbours(g, s, s.sorted.items, n, g.M, s.selected.items)
     vj_spin_lock(&g.node_locks[node])
+    mark_changed(g, node)
     links = node_links(g, node, level)
     for j in range(kept):
         links[j + 1] = s.selected.items[j].node

@@ -17,13 +17,18 @@
 # parameters (float32) follow the free slots; files of formats 2 and 3 have
 # zeros there and load as float32. Format 5 int8 codes carry their error
 # bounds (distance.pxi); format 4 int8 codes load into that layout in memory.
+# Format 6 says in a header flag whether level 0 is packed: files of external
+# vectors are saved as records again by default (mapped at load, so a database
+# of a million rows opens in milliseconds), packed on request (save(pack=True)).
 
 import struct as _struct
 
 _MAGIC = b"VJHNSW\x00\x01"
-FORMAT_VERSION = 5  # 2: identity labels without a table; 3: packed level 0 (external vectors); 4: kinds;
-                    # 5: int8 codes carry their error bounds (a 16-byte head)
+FORMAT_VERSION = 6  # 2: identity labels without a table; 3: packed level 0 (external vectors); 4: kinds;
+                    # 5: int8 codes carry their error bounds (a 16-byte head);
+                    # 6: a flag says whether level 0 is packed (external vectors save it unpacked again)
 _PACKED_SINCE = 3
+_PACKED_FLAG_SINCE = 6
 _KINDS_SINCE = 4
 _INT8_BOUNDS_SINCE = 5
 _SECTION_ALIGN = 65536
@@ -39,7 +44,7 @@ _HEADER_FIELDS = (
     ("free_offset", "Q"), ("free_bytes", "Q"), ("free_hash", "Q"),
     ("labels_are_nodes", "I"), ("external_vectors", "I"),
     ("kind", "I"), ("params_bytes", "I"), ("codes_offset", "Q"), ("codes_bytes", "Q"), ("codes_hash", "Q"),
-    ("params_hash", "Q"),
+    ("params_hash", "Q"), ("level0_packed", "I"),
 )
 _HEADER = _struct.Struct("<" + "".join(f for _, f in _HEADER_FIELDS))
 _HEADER_HASHED = _HEADER_SIZE - 8
@@ -174,9 +179,13 @@ cdef void unpack_task(void *ctx, size_t item, int worker) noexcept nogil:
             pos += width
 
 
-cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
+cdef void write_index_file(HNSWIndex index, str path, bint durable, bint pack=False) except *:
+    """Level 0 is written as records, which loading maps in place (so opening costs
+    the same for any size; links are bounds-checked where they are followed, and
+    checksummed by verify), or with `pack` (external vectors only) packed, about a
+    third of the bytes, which loading unpacks and checks whole."""
     cdef Graph *g = index.g
-    cdef bint packed = g.external_vectors
+    cdef bint packed = g.external_vectors and pack
     cdef size_t codes_bytes = g.count * g.code_size if g.kind != KIND_FLOAT32 else 0
     level0 = pack_level0(g) if packed else raw_view(g.level0, g.count * g.record_size)
     cdef size_t level0_bytes = len(level0)
@@ -191,7 +200,7 @@ cdef void write_index_file(HNSWIndex index, str path, bint durable) except *:
         "vec_offset": g.vec_offset, "max_level": g.max_level, "entry_point": g.entry_point,
         "count": g.count, "n_deleted": g.n_deleted, "label_count": g.label_count, "rng": g.rng,
         "labels_are_nodes": int(g.labels_are_nodes), "external_vectors": int(g.external_vectors),
-        "kind": g.kind, "params_bytes": len(params),
+        "kind": g.kind, "params_bytes": len(params), "level0_packed": int(packed),
     }
     # identity labels need no table: write an empty one of the minimum size
     labels = (bytes(raw_view(g.labels, g.label_slots * sizeof(LabelSlot))) if not g.labels_are_nodes
@@ -325,9 +334,11 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
     if h["codes_offset"] % _SECTION_ALIGN or (h["codes_bytes"] + h["params_bytes"] and
                                               h["codes_offset"] + h["codes_bytes"] + h["params_bytes"] > file_size):
         bad("truncated: the codes section ends past the end of the file")
-    if h["version"] == _PACKED_SINCE and not h["external_vectors"]:
+    if h["version"] >= _PACKED_FLAG_SINCE and h["level0_packed"] not in (0, 1):
+        bad("invalid flags in header")
+    if level0_packed(h) and not h["external_vectors"]:
         bad("a packed level 0 needs external vectors")
-    if h["version"] >= _PACKED_SINCE and h["external_vectors"]:
+    if level0_packed(h):
         if count and h["level0_bytes"] < (count + 7) // 8 + count * count_width(h["M0"]):
             bad("section sizes do not match the counts")
     elif h["level0_bytes"] != count * h["record_size"]:
@@ -344,6 +355,13 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
             bad(f"truncated: the {name} section ends past the end of the file")
 
 
+def level0_packed(dict h):
+    """Whether the file's level 0 is packed (pack_level0) rather than fixed-width records."""
+    if h["version"] >= _PACKED_FLAG_SINCE:
+        return h["level0_packed"] == 1
+    return h["version"] >= _PACKED_SINCE and h["external_vectors"] == 1
+
+
 cdef void *map_section(str path, int fd, size_t offset, size_t nbytes) except NULL:
     cdef void *p = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, offset)
     if p == MAP_FAILED:
@@ -351,7 +369,16 @@ cdef void *map_section(str path, int fd, size_t offset, size_t nbytes) except NU
     return p
 
 
-cdef object read_index_file(str path, bint verify, object ef_search):
+cdef size_t patch_growth(str path, object patch, size_t base) except? 0:
+    """How many nodes a patch adds to a graph of `base` nodes (its header, checked again when applied)."""
+    n_head = len(_PATCH_MAGIC) + _PATCH.size
+    if patch is None or len(patch) < n_head + 8 or patch[:len(_PATCH_MAGIC)] != _PATCH_MAGIC:
+        return 0
+    fields = _PATCH.unpack_from(patch, len(_PATCH_MAGIC))
+    return fields[1] - base if fields[0] == base and base <= fields[1] < 0xFFFFFFFF else 0
+
+
+cdef object read_index_file(str path, bint verify, object ef_search, object patch=None):
     try:
         f = open(path, "rb")
     except IsADirectoryError:
@@ -368,25 +395,45 @@ cdef object read_index_file(str path, bint verify, object ef_search):
         index = HNSWIndex(h["dim"], _METRIC_NAMES[h["metric"]], h["M"], h["ef_construction"],
                           capacity=0, ef_search=ef_search, external_vectors=h["external_vectors"] == 1,
                           quantization=_KIND_NAMES[h["kind"]])
-        attach_sections(index, path, f.fileno(), h, upper, free_list, verify)
+        attach_sections(index, path, f.fileno(), h, upper, free_list, verify,
+                        patch_growth(path, patch, h["count"]))
         attach_codes(index, path, f.fileno(), h, verify)
+    if patch is not None:
+        apply_patch(index, path, patch)
     return index
 
 
 cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper,
-                          bytes free_list, bint verify) except *:
+                          bytes free_list, bint verify, size_t reserve=0) except *:
+    """`reserve`: room for that many more nodes (a patch's), so that it need not move level 0."""
     cdef Graph *g = index.g
-    cdef size_t count = h["count"], i
+    cdef size_t count = h["count"], i, cap = h["count"] + reserve
+    cdef char *block
     g.rng = h["rng"]
     g.labels_are_nodes = h["labels_are_nodes"] == 1
-    g.levels = <uint8_t *> calloc(count + 1, 1)
-    g.upper = <uint32_t **> calloc(count + 1, sizeof(uint32_t *))
-    g.node_locks = <unsigned char *> calloc(count + 1, 1)
+    g.levels = <uint8_t *> calloc(cap + 1, 1)
+    g.upper = <uint32_t **> calloc(cap + 1, sizeof(uint32_t *))
+    g.node_locks = <unsigned char *> calloc(cap + 1, 1)
     if g.levels == NULL or g.upper == NULL or g.node_locks == NULL:
         raise MemoryError()
     g.capacity = count
-    if count > 0 and h["version"] >= _PACKED_SINCE and h["external_vectors"]:
-        unpack_into(g, path, fd, h)
+    if count > 0 and level0_packed(h):
+        unpack_into(g, path, fd, h, reserve)
+        g.capacity = cap
+    elif count > 0 and reserve > 0:
+        # anonymous room for cap records, the file's records mapped over its start
+        block = <char *> map_anonymous(cap * g.record_size)
+        if block == NULL:
+            raise MemoryError()
+        g.level0 = block
+        g.level0_bytes = cap * g.record_size
+        g.level0_from_file = True
+        g.count = count  # from here on free_graph releases what is attached
+        g.capacity = cap
+        if mmap(block, h["level0_bytes"], PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
+                h["level0_offset"]) == MAP_FAILED:
+            raise OSError(f"{path}: cannot map {h['level0_bytes']} bytes")
+        point_at_records(g)
     elif count > 0:
         g.level0 = <char *> map_section(path, fd, h["level0_offset"], h["level0_bytes"])
         g.level0_bytes = h["level0_bytes"]
@@ -404,7 +451,7 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
     g.max_level = h["max_level"]
     if section_hash(g.labels, g.labels_bytes) != h["labels_hash"]:
         raise CorruptionError(f"{path}: checksum mismatch in the label table")
-    if verify and g.level0_from_file and section_hash(g.level0, h["level0_bytes"]) != h["level0_hash"]:
+    if verify and g.level0_from_file and count and section_hash(g.level0, h["level0_bytes"]) != h["level0_hash"]:
         raise CorruptionError(f"{path}: checksum mismatch in the level-0 records")
     parse_upper(g, path, upper)
     cdef const uint32_t[::1] free_view
@@ -467,7 +514,7 @@ cdef void widen_int8_heads(Graph *g) except *:
     g.code_stride = g.code_size
 
 
-cdef void unpack_into(Graph *g, str path, int fd, dict h) except *:
+cdef void unpack_into(Graph *g, str path, int fd, dict h, size_t reserve=0) except *:
     """Read a packed level 0 (checksummed, every link checked) into fresh records, on all cores."""
     cdef size_t count = h["count"], nbytes = h["level0_bytes"], cw = count_width(g.M0)
     cdef size_t head = (count + 7) // 8 + count * cw
@@ -485,10 +532,10 @@ cdef void unpack_into(Graph *g, str path, int fd, dict h) except *:
     offsets = head + np.concatenate(([0], ends))[starts[:-1].astype(np.intp)] * np.uint64(id_width(count))
     bad = np.empty(chunks, dtype=np.int64)
     deleted = np.empty(chunks, dtype=np.uint64)
-    g.level0 = <char *> map_anonymous(count * g.record_size)
+    g.level0 = <char *> map_anonymous((count + reserve) * g.record_size)
     if g.level0 == NULL:
         raise MemoryError()
-    g.level0_bytes = count * g.record_size
+    g.level0_bytes = (count + reserve) * g.record_size
     g.level0_from_file = False
     g.count = count  # from here on free_graph releases what is attached
     cdef const uint8_t[::1] src = packed
@@ -544,3 +591,146 @@ cdef void parse_upper(Graph *g, str path, bytes upper) except *:
             for j in range(1, n + 1):
                 if lists[j] >= g.count or g.levels[lists[j]] < lv:
                     raise CorruptionError(f"{path}: node {node} links to invalid node {lists[j]}")
+
+
+# ---------------------------------------------------------------- graph patches
+# What changed since a graph file was saved, so that a checkpoint after a few
+# inserts need not rewrite the whole file: the nodes added since and the nodes
+# whose lists or flags changed (marked by mark_changed while tracking), each
+# with its level, flags, level-0 list and upper lists. Loading the base file,
+# then the patch, gives the graph as it was when the patch was made. Only for
+# graphs whose labels are their nodes, with external float32 vectors and no
+# free slots (the database's graphs); others are saved whole.
+#
+#   [magic 8][header: _PATCH fields][u64 header hash] then per node:
+#   [u32 node][u32 level][u32 flags][u32 n][n u32 links][level * (M + 1) u32]
+
+_PATCH_MAGIC = b"VJPATCH\x01"
+_PATCH = _struct.Struct("<QQQQqiQQQQ")  # base count, count, n_deleted, label_count, entry point,
+                                        # max level, rng, entries, body bytes, body hash
+
+
+cdef bint patchable(Graph *g) noexcept nogil:
+    return (g.changed != NULL and g.external_vectors and g.labels_are_nodes and g.kind == KIND_FLOAT32
+            and g.n_free == 0)
+
+
+cdef size_t patch_entries(Graph *g) noexcept nogil:
+    cdef size_t node, n = g.count - g.changed_base
+    for node in range(g.changed_base):
+        n += g.changed[node]
+    return n
+
+
+cdef bytes pack_patch(Graph *g):
+    cdef size_t node, words = 0, entries = 0, pos = 0, lw
+    for node in range(g.count):
+        if node >= g.changed_base or g.changed[node]:
+            entries += 1
+            words += 4 + node_links(g, node, 0)[0] + <size_t> g.levels[node] * (g.M + 1)
+    body = bytearray(words * 4)
+    cdef uint32_t[::1] w
+    cdef uint32_t *lst
+    if words:
+        w = memoryview(body).cast("I")
+        for node in range(g.count):
+            if node >= g.changed_base or g.changed[node]:
+                lst = node_links(g, node, 0)
+                w[pos] = <uint32_t> node
+                w[pos + 1] = g.levels[node]
+                w[pos + 2] = node_flags(g, node)[0]
+                w[pos + 3] = lst[0]
+                memcpy(&w[pos + 4], lst + 1, lst[0] * 4)
+                pos += 4 + lst[0]
+                lw = <size_t> g.levels[node] * (g.M + 1)
+                if lw:
+                    memcpy(&w[pos], g.upper[node], lw * 4)
+                    pos += lw
+    body = bytes(body)
+    head = _PATCH.pack(g.changed_base, g.count, g.n_deleted, g.label_count, g.entry_point, g.max_level,
+                       g.rng, entries, len(body), _checksum_bytes(body))
+    return _PATCH_MAGIC + head + _struct.pack("<Q", _checksum_bytes(head)) + body
+
+
+cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
+    """Bring a graph just loaded from its base file to the state a patch records."""
+    cdef Graph *g = index.g
+    def bad(what):
+        raise CorruptionError(f"{path}: {what}")
+    n_head = len(_PATCH_MAGIC) + _PATCH.size + 8
+    if len(data) < n_head or data[:len(_PATCH_MAGIC)] != _PATCH_MAGIC:
+        bad("not a vjson graph patch")
+    head = data[len(_PATCH_MAGIC):len(_PATCH_MAGIC) + _PATCH.size]
+    if _struct.unpack_from("<Q", data, len(_PATCH_MAGIC) + _PATCH.size)[0] != _checksum_bytes(head):
+        bad("header checksum mismatch")
+    fields = _PATCH.unpack(head)
+    base, count, n_deleted, label_count, entry, max_level, rng, entries, nbytes, body_hash = fields
+    body = data[n_head:]
+    if len(body) != nbytes or nbytes % 4 or _checksum_bytes(body) != body_hash:
+        bad("checksum mismatch or truncated")
+    if base != g.count or count < base or count >= 0xFFFFFFFF or not g.external_vectors or not g.labels_are_nodes:
+        bad(f"patches a graph of {base} nodes, the file holds {g.count}")
+    if n_deleted > count or label_count != count - n_deleted or not -1 <= max_level <= MAX_LEVEL:
+        bad("inconsistent counts")
+    if count > 0 and not 0 <= entry < count or count == 0 and entry != -1:
+        bad("invalid entry point")
+    if count > g.capacity and grow_nodes(g, count) != 0:
+        raise MemoryError()
+    if g.changed == NULL:
+        g.changed = <uint8_t *> calloc(max(g.capacity, 1), 1)
+        if g.changed == NULL:
+            raise MemoryError()
+    g.changed_base = base
+    cdef const uint32_t[::1] w = memoryview(body).cast("I") if nbytes else None
+    cdef size_t pos = 0, total = nbytes // 4, node, level, flags, n, lw, k
+    cdef size_t c_base = base, c_count = count, c_entries = entries  # (C loops below)
+    cdef int64_t deleted = g.n_deleted
+    cdef size_t next_new = c_base
+    cdef uint32_t *lst
+    for k in range(c_entries):
+        if pos + 4 > total:
+            bad("truncated entry")
+        node, level, flags, n = w[pos], w[pos + 1], w[pos + 2], w[pos + 3]
+        lw = level * (g.M + 1)
+        if (node >= c_count or level > MAX_LEVEL or flags & ~(<size_t> FLAG_DELETED) or n > g.M0
+                or pos + 4 + n + lw > total):
+            bad(f"invalid entry for node {node}")
+        if node >= c_base:
+            if node != next_new:
+                bad("new nodes out of order")
+            next_new += 1
+            if place_new_node(g, node, level) != 0:
+                raise MemoryError()
+            (<uint64_t *> node_record(g, node))[0] = node
+            g.count = node + 1  # from here on free_graph releases it
+        elif level != g.levels[node] or g.changed[node]:
+            bad(f"invalid entry for node {node}")
+        else:
+            deleted -= node_deleted(g, node)
+        deleted += flags & FLAG_DELETED
+        g.changed[node] = 1
+        node_flags(g, node)[0] = <uint32_t> flags
+        lst = node_links(g, node, 0)
+        lst[0] = <uint32_t> n
+        if n:
+            memcpy(lst + 1, &w[pos + 4], n * 4)
+        if lw:
+            memcpy(g.upper[node], &w[pos + 4 + n], lw * 4)
+        pos += 4 + n + lw
+    if pos != total or next_new != c_count:
+        bad("entries do not match the counts")
+    for node in range(c_count):  # every link of a patched node
+        if not g.changed[node]:
+            continue
+        for level in range(g.levels[node] + 1):
+            lst = node_links(g, node, level)
+            if lst[0] > (g.M0 if level == 0 else g.M):
+                bad(f"node {node} has {lst[0]} links on level {level}")
+            for k in range(1, lst[0] + 1):
+                if lst[k] >= c_count or g.levels[lst[k]] < level:
+                    bad(f"node {node} links to invalid node {lst[k]}")
+    if deleted != <int64_t> n_deleted:
+        bad("the deleted flags disagree with the header")
+    g.n_deleted, g.label_count, g.entry_point, g.max_level, g.rng = n_deleted, label_count, entry, max_level, rng
+    if count > 0 and g.levels[g.entry_point] != g.max_level:
+        bad("entry point is not on the top level")

@@ -178,7 +178,7 @@ class HNSWIndex:
         k: int,
         ef_search: int | None,
         allowed: Bitset | None,
-        names: list[Any],
+        names: Any,
         metadata: list[Any] | None,
         texts: list[Any] | None,
         similarity: bool,
@@ -202,10 +202,18 @@ class HNSWIndex:
         """Stored vectors for labels, (n, dim) float32 (normalised under cosine)."""
     def labels(self) -> npt.NDArray[np.uint64]:
         """Every live label, in node order."""
-    def save(self, path: str | os.PathLike[str], durable: bool = True) -> None:
+    def save(self, path: str | os.PathLike[str], durable: bool = True, pack: bool = False) -> None:
         """Write the index to `path` atomically."""
+    def track_changes(self) -> None:
+        """Note which nodes change from now on, for patch()."""
+    @property
+    def patch_nodes(self) -> int | None:
+        """Nodes a patch() would hold now, or None if this graph cannot be patched."""
+    def patch(self) -> bytes | None:
+        """What changed since track_changes() (or the base file it was loaded from)."""
     @staticmethod
-    def load(path: str | os.PathLike[str], verify: bool = False, ef_search: int = 64) -> HNSWIndex:
+    def load(path: str | os.PathLike[str], verify: bool = False, ef_search: int = 64,
+             patch: bytes | None = None) -> HNSWIndex:
         """Open a saved index; the graph block is memory-mapped, not parsed."""
     def check(self) -> dict[str, int]:
         """Walk the whole structure; raises CorruptionError on a broken invariant."""
@@ -237,7 +245,7 @@ class SearchResult:
     def __reduce__(self) -> tuple[Any, ...]: ...
 
 def build_results(
-    names: list[Any],
+    names: Any,
     metadata: list[Any] | None,
     texts: list[Any] | None,
     labels: npt.NDArray[np.uint64],

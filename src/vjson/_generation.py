@@ -11,11 +11,12 @@ every write that published before it and nothing of any later one.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import weakref
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from vjson.errors import CorruptionError
 from vjson.filters import CompiledFilter, compile_filter
 from vjson.metadata_index import MetadataIndex
 from vjson.results import Record
+from vjson._segments import CheckpointRows
 from vjson.storage import VectorFile
 
 if TYPE_CHECKING:
@@ -104,14 +106,17 @@ class Generation:
     """
 
     def __init__(self, number: int, vectors: VectorFile, graph: _core.HNSWIndex, metric: str,
-                 row_ids: list[str | None], row_meta: Any, row_text: Any, ids: dict[str, int] | None,
-                 metadata: MetadataIndex,
+                 row_ids: Any, row_meta: Any, row_text: Any, ids: Any,
+                 metadata: MetadataIndex | Callable[[], MetadataIndex],
                  text: TextIndex | None, vector_crcs: list[int], live_bits: np.ndarray | None = None,
-                 crc_rows: int = 0) -> None:
-        """`row_meta`/`row_text` are lists or JsonRows, and `ids` may be None
-        (with `live_bits` the packed live rows): a clean open then defers the
-        id map to first use, which a search never needs. `vector_crcs` are the
-        checkpoint's block checksums, over its first `crc_rows` rows."""
+                 crc_rows: int = 0, checkpoint: CheckpointRows | None = None) -> None:
+        """`row_ids` is a list or IdRows, `row_meta`/`row_text` lists or
+        JsonRows, and `ids` a dict, an IdMap or None (with `live_bits` the
+        packed live rows): a clean open then defers the id map to first use,
+        which a search never needs. `metadata` is the filter index or what
+        loads it on first use. `vector_crcs` are the checkpoint's block
+        checksums, over its first `crc_rows` rows; `checkpoint` what its row
+        data files hold (None: nothing yet, the next checkpoint writes all)."""
         self.number = number
         self.vectors = vectors
         self.graph = graph
@@ -121,7 +126,8 @@ class Generation:
         self._row_meta = row_meta
         self._row_text = row_text
         self._ids = ids
-        self._metadata = metadata
+        self._metadata = metadata  # or its loader, until first use (under _filter_lock)
+        self.checkpoint = checkpoint if checkpoint is not None else CheckpointRows()
         attach_vectors(graph, vectors)
         # What closes with this generation; the graph first, as it maps the vectors.
         self._resources: list[Any] = [graph, vectors, text]
@@ -216,35 +222,48 @@ class Generation:
             live[rid] = row0 + i
         return np.arange(row0, row0 + n, dtype=np.int64), dead
 
+    def _filters(self) -> MetadataIndex:
+        """The filter index, loaded on first use (the caller holds _filter_lock)."""
+        index = self._metadata
+        if not isinstance(index, MetadataIndex):
+            index = self._metadata = index()
+        return index
+
     def index_metadata(self, rows: Sequence[int] | np.ndarray, metas: Sequence[dict | None]) -> None:
         """Set rows' metadata in the filter index (writer side)."""
         with self._filter_lock:
-            self._metadata.set_many(rows, metas)
+            self._filters().set_many(rows, metas)
             self._metadata_version += 1
+        self.checkpoint.changed(rows)
 
     def unindex_metadata(self, rows: Sequence[int]) -> None:
         """Drop retired rows from the filter index (writer side)."""
         if not len(rows):
             return
         with self._filter_lock:
-            self._metadata.remove_many(rows)
+            self._filters().remove_many(rows)
             self._metadata_version += 1
+        self.checkpoint.changed(rows, metadata=False)
 
     def follow_metadata(self, touched: set[int]) -> None:
         """A read-only follower applied log records: re-index the rows they changed."""
         with self._filter_lock:
-            update_metadata(self._metadata, self.row_ids, self.row_meta, self.ids, touched)
+            update_metadata(self._filters(), self.row_ids, self.row_meta, self.ids, touched)
             self._metadata_version += 1
 
     def dump_filters(self, fileobj: Any) -> None:
         """Write the filter index (its checkpoint file's contents) to `fileobj`."""
         with self._filter_lock:
-            self._metadata.dump(fileobj)
+            self._filters().dump(fileobj)
 
     def filter_index_live(self) -> int:
         """How many records the filter index holds (for verify())."""
         with self._filter_lock:
-            return int(self._metadata.n_live)
+            return int(self._filters().n_live)
+
+    def visible_rows(self) -> np.ndarray:
+        """The rows of the current view, ascending (what live_rows() gives, without the id map)."""
+        return np.flatnonzero(self.view.mask())
 
     def live_rows(self) -> np.ndarray:
         rows = np.fromiter(self.ids.values(), dtype=np.int64, count=len(self.ids))
@@ -283,7 +302,7 @@ class Generation:
         compiled = flt if isinstance(flt, CompiledFilter) else compile_filter(flt)
         with self._filter_lock:
             version = self._metadata_version
-            mask = self._metadata.evaluate(compiled, view.rows)
+            mask = self._filters().evaluate(compiled, view.rows)
         packed = np.packbits(mask[:view.rows], bitorder="little")
         visible = view.visible.array
         np.bitwise_and(packed, visible[:len(packed)], out=packed)
@@ -320,64 +339,77 @@ class JsonRows:
     """Per-row JSON values of a checkpoint, decoded one row at a time on first
     read, followed by rows appended since (plain objects).
 
-    Opening a database of a million records thus parses no metadata or text;
-    a search decodes only the rows it returns.
+    The checkpoint's rows come in parts (a format 3 snapshot has one, a
+    format 4 checkpoint one per segment): ``(row0, blob, offsets)``, row r of
+    a part being ``blob[offsets[r - row0]:offsets[r - row0 + 1]]`` (offsets
+    None: every row of the part is null). Opening a database of a million
+    records thus parses no metadata or text; a search decodes only the rows
+    it returns.
     """
 
-    __slots__ = ("_blob", "_offsets", "values")
+    __slots__ = ("_parts", "_starts", "values")
 
-    def __init__(self, blob: bytes, offsets: np.ndarray | None, rows: int) -> None:
-        self._blob = blob
-        self._offsets = offsets  # row r is blob[offsets[r]:offsets[r + 1]]; None: every row is null
+    def __init__(self, parts: list[tuple[int, Any, np.ndarray | None]], rows: int) -> None:
+        self._parts = parts
+        self._starts = [p[0] for p in parts]
         # One slot per row: the value, or UNDECODED until first read. The search
         # hot path (vjson._core) reads this list directly.
-        self.values: list[Any] = [None] * rows if offsets is None else [UNDECODED] * rows
+        self.values: list[Any] = [UNDECODED] * rows
+        for i, (row0, _, offs) in enumerate(parts):
+            if offs is None:  # a part of nulls
+                end = parts[i + 1][0] if i + 1 < len(parts) else rows
+                self.values[row0:end] = [None] * (end - row0)
 
     @staticmethod
     def encode(values: Any, live: list[bool]) -> tuple[bytes, bytes]:
-        """(blob, offsets) of the live rows' values (null elsewhere).
+        """(blob, offsets) of the live rows' values (null elsewhere), as one part.
 
         Offsets are little-endian uint32 (uint64 past 4 GiB of JSON), one per
         row plus one; a column of nothing but nulls is stored as two empty
-        strings. Rows of a checkpoint never read since are copied as they
-        were, not decoded.
+        strings. Rows never decoded are copied as they were.
         """
-        if isinstance(values, JsonRows):
-            blob, slots = values._blob, values.values
-            offs: list[int] = values._offsets.tolist() if values._offsets is not None else []  # (no UNDECODED then)
-            docs = [b"null" if not keep else blob[offs[r]:offs[r + 1]] if v is UNDECODED else orjson.dumps(v)
-                    for r, (v, keep) in enumerate(zip(slots, live))]
-        else:
-            docs = [orjson.dumps(v) if keep else b"null" for v, keep in zip(values, live)]
-        if all(d == b"null" for d in docs):
-            return b"", b""
-        out = b"".join(docs)
-        offsets = np.zeros(len(docs) + 1, dtype="<u4" if len(out) < 1 << 32 else "<u8")
-        np.cumsum([len(d) for d in docs], out=offsets[1:])
-        return out, offsets.tobytes()
+        from vjson._segments import pack_rows
+
+        return pack_rows([raw_json(values, r) if keep else b"null" for r, keep in enumerate(live)])
 
     @classmethod
     def decode(cls, blob: bytes, offsets: bytes, rows: int, what: str) -> JsonRows:
+        """The rows of a format 3 snapshot (one part)."""
         if not blob and not offsets:
-            return cls(b"", None, rows)
+            return cls([(0, b"", None)], rows)
         width = len(offsets) // (rows + 1)
         if width not in (4, 8) or len(offsets) != width * (rows + 1):
             raise CorruptionError(f"{what}: row offsets do not match the data")
         offs = np.frombuffer(offsets, dtype=f"<u{width}")
         if offs[0] != 0 or int(offs[-1]) != len(blob) or (np.diff(offs.astype(np.int64)) < 0).any():
             raise CorruptionError(f"{what}: row offsets do not match the data")
-        return cls(blob, offs, rows)
+        return cls([(0, blob, offs)], rows)
 
     def __len__(self) -> int:
         return len(self.values)
 
+    def _raw(self, row: int) -> Any:
+        row0, blob, offs = self._parts[bisect.bisect_right(self._starts, row) - 1]
+        assert offs is not None
+        a, b = int(offs[row - row0]), int(offs[row - row0 + 1])
+        if not a <= b <= len(blob):
+            raise CorruptionError(f"damaged row offsets at row {row}")
+        return blob[a:b]
+
     def __getitem__(self, row: int) -> Any:
         value = self.values[row]
         if value is UNDECODED:
-            assert self._offsets is not None
-            value = orjson.loads(self._blob[int(self._offsets[row]):int(self._offsets[row + 1])])
+            try:
+                value = orjson.loads(self._raw(row))
+            except orjson.JSONDecodeError:
+                raise CorruptionError(f"checkpoint row {row}: its stored JSON is damaged") from None
             self.values[row] = value
         return value
+
+    def raw(self, row: int) -> bytes:
+        """Row's JSON bytes: copied as stored while never decoded."""
+        value = self.values[row]
+        return bytes(self._raw(row)) if value is UNDECODED else orjson.dumps(value)
 
     def __setitem__(self, row: int, value: Any) -> None:
         self.values[row] = value
@@ -387,6 +419,11 @@ class JsonRows:
 
     def __iter__(self) -> Any:
         return (self[r] for r in range(len(self)))
+
+
+def raw_json(rows: Any, row: int) -> bytes:
+    """Row's value as JSON bytes, from a JsonRows or a plain list."""
+    return rows.raw(row) if isinstance(rows, JsonRows) else orjson.dumps(rows[row])
 
 
 def _filter_key(flt: Any) -> Any:

@@ -13,7 +13,12 @@ checkpoint) and ``text``; ``rows`` and ``seq`` (rows and last log sequence
 number the checkpoint holds); ``snapshot_bytes``; ``external_vectors`` (the
 graph reads vectors from the vector file; False in format 1); ``quantization``
 (what the graph walk reads: None or absent for float32, "float16", "int8",
-"binary").
+"binary"). Format 4: ``segments`` (``[{"file", "row0", "rows", "bytes"}, ...]``,
+the checkpoint's row data in contiguous ranges) and ``delta`` (what changed
+in them since), in place of ``snapshot`` (None then); see vjson._segments;
+``text_seq``: the text index held every text up to this log sequence number
+at the checkpoint (None or absent: trust its own marker); ``graph_patch`` (None or absent: none): a patch file (``graph-C.vjp``) of
+what changed in the graph since ``graph`` was saved (vjson._checkpoint).
 """
 
 from __future__ import annotations
@@ -29,13 +34,16 @@ from vjson.storage import atomic_write
 
 NAME = "MANIFEST.json"
 #: 2: the graph reads vectors from the vector file (cosine rows stored unit-length);
-#: 3: log frames carry a header checksum (vjson._logformat).
-FORMAT_VERSION = 3
+#: 3: log frames carry a header checksum (vjson._logformat);
+#: 4: segmented checkpoints (``segments`` and ``delta`` instead of ``snapshot``).
+FORMAT_VERSION = 4
 METRICS = ("cosine", "l2", "ip")
 #: What the graph walk reads (None: the float32 vectors themselves); see HNSWIndex.
 QUANTIZATIONS = (None, "float16", "int8", "binary")
 #: The manifest fields naming files; any other file of these kinds in the folder is a leftover.
-FILE_KINDS = ("vectors", "log", "snapshot", "graph", "filters", "text")
+FILE_KINDS = ("vectors", "log", "snapshot", "graph", "filters", "text", "delta", "graph_patch")
+#: Name prefixes of the database's files (segment files are listed under ``segments``).
+_PREFIXES = FILE_KINDS + ("segment",)
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "dimension": (int,), "metric": (str,), "M": (int,), "ef_construction": (int,), "tokenizer": (str,),
@@ -88,9 +96,28 @@ def parse(raw: bytes, path: Path) -> dict[str, Any]:
         bad = ["metric"]
     if not bad and m.get("quantization") not in QUANTIZATIONS:
         bad = ["quantization"]
+    if not bad and m["format"] >= 4 and not _segments_ok(m):
+        bad = ["segments"]
     if bad:
         raise CorruptionError(f"{path}: damaged manifest (missing or invalid {bad})")
     return m
+
+
+def _segments_ok(m: dict[str, Any]) -> bool:
+    """Before its first checkpoint of format 4 (a new database, or one of format 3 a
+    writer opened) neither; after, contiguous segments covering the rows, and a delta."""
+    segments, delta = m.get("segments"), m.get("delta")
+    if segments is None:
+        return delta is None
+    if not isinstance(segments, list) or not isinstance(delta, str) or m.get("snapshot") is not None:
+        return False
+    row = 0
+    for s in segments:
+        if (not isinstance(s, dict) or not isinstance(s.get("file"), str) or not s["file"].startswith("segment-")
+                or s.get("row0") != row or not isinstance(s.get("rows"), int) or s["rows"] <= 0):
+            return False
+        row += s["rows"]
+    return row == m["rows"]
 
 
 def write(folder: Path, m: dict[str, Any], durable: bool = True) -> None:
@@ -101,10 +128,10 @@ def write(folder: Path, m: dict[str, Any], durable: bool = True) -> None:
 
 def files(m: dict[str, Any]) -> set[str]:
     """The names of the files and folders the manifest makes current."""
-    return {m[kind] for kind in FILE_KINDS if m.get(kind)}
+    return {m[kind] for kind in FILE_KINDS if m.get(kind)} | {s["file"] for s in m.get("segments") or ()}
 
 
 def is_leftover(name: str, m: dict[str, Any]) -> bool:
     """A file of the database's kinds (or a temp file) that `m` does not name:
     what an interrupted checkpoint or compaction leaves behind."""
-    return name not in files(m) and (name.split("-")[0] in FILE_KINDS or name.startswith("."))
+    return name not in files(m) and (name.split("-")[0] in _PREFIXES or name.startswith("."))

@@ -22,9 +22,11 @@ import orjson
 from vjson import _core
 from vjson._logformat import decode_record, is_unsynced
 from vjson._generation import Generation, JsonRows, attach_vectors, link_rows, update_metadata
+from vjson._idmap import IdMap, IdRows
+from vjson._segments import CheckpointRows, Delta, Segment
 from vjson.errors import CorruptionError
 from vjson.metadata_index import MetadataIndex
-from vjson.storage import RecordLog, VectorFile, read_blobs
+from vjson.storage import RecordLog, VectorFile, read_blob, read_blobs
 
 log = logging.getLogger("vjson")
 
@@ -46,39 +48,35 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
     record_log = None
     try:
         record_log = RecordLog(path / m["log"], durable, read_only)
-        row_ids: list[Any] = []
-        row_meta: Any = []
-        row_text: Any = []
-        vector_crcs: list[int] = []
-        live_bits = None
-        if m["snapshot"] is not None:
-            snap = path / m["snapshot"]
-            head, ids_json, meta_blob, meta_offs, text_blob, text_offs, live_raw = _snapshot_frames(snap)
-            row_ids = orjson.loads(ids_json)
-            vector_crcs = head["vector_crcs"]
-            live_bits = np.frombuffer(live_raw, dtype=np.uint8)
-            if head["rows"] != m["rows"] or not isinstance(row_ids, list) or len(row_ids) != m["rows"]:
-                raise CorruptionError(f"{snap}: row counts disagree with the manifest")
-            row_meta = JsonRows.decode(meta_blob, meta_offs, m["rows"], f"{snap} (metadata)")
-            row_text = JsonRows.decode(text_blob, text_offs, m["rows"], f"{snap} (texts)")
+        if m.get("segments") is not None:
+            rows = _segmented_rows(path, m)
+        else:
+            rows = _snapshot_rows(path, m)
         graph = _open_graph(path, m, ef_search, max_elements)
-        ids = None
         touched: set[int] = set()
         seq, replayed = m["seq"], 0
+        ids, live_bits = rows.ids, rows.live_bits
         if record_log.size > 0:  # writes after the checkpoint: replay needs the id map now
-            ids = dict(zip(row_ids, range(len(row_ids))))
-            ids.pop(None, None)  # type: ignore[call-overload]
-            seq, replayed, touched, added = _replay(record_log, vectors, row_ids, row_meta, row_text, ids, seq)
+            if ids is None:
+                ids = dict(zip(rows.row_ids, range(len(rows.row_ids))))
+                ids.pop(None, None)  # type: ignore[call-overload]
+            seq, replayed, touched, added = _replay(record_log, vectors, rows.row_ids, rows.row_meta,
+                                                    rows.row_text, ids, seq)
             if added:
-                rows = np.concatenate(added)
+                new = np.concatenate(added)
                 attach_vectors(graph, vectors)
-                link_rows(graph, vectors, rows)
-            live_bits = None
+                link_rows(graph, vectors, new)
+            live_bits = ids.live_bits(len(rows.row_ids)) if isinstance(ids, IdMap) else None
         if ids is None and live_bits is None:  # no checkpoint and no log: a new database
             ids = {}
-        metadata = _open_metadata(path, m, row_ids, row_meta, ids, touched)
-        generation = Generation(m.get("generation", 0), vectors, graph, metric, row_ids, row_meta, row_text,
-                                ids, metadata, None, vector_crcs, live_bits, crc_rows=m["rows"])
+        if rows.checkpoint is not None:
+            metadata: Any = _lazy_metadata(path, m, rows, ids, live_bits, touched)
+            rows.checkpoint.changed(sorted(touched))
+        else:
+            metadata = _open_metadata(path, m, rows.row_ids, rows.row_meta, ids, touched)
+        generation = Generation(m.get("generation", 0), vectors, graph, metric, rows.row_ids, rows.row_meta,
+                                rows.row_text, ids, metadata, None, rows.vector_crcs, live_bits, crc_rows=m["rows"],
+                                checkpoint=rows.checkpoint)
         generation.text = _open_text(path, m, generation, seq, read_only)
         return Opened(generation, record_log, seq, replayed)
     except FileNotFoundError as exc:
@@ -93,13 +91,89 @@ def open_generation(path: Path, m: dict, durable: bool, read_only: bool, ef_sear
         raise
 
 
+class _Rows:
+    """A checkpoint's rows as opened: ids, metadata, texts, the id map (or None:
+    built on first use), live rows, vector checksums, what its files hold."""
+
+    def __init__(self, row_ids: Any, row_meta: Any, row_text: Any, ids: Any, live_bits: np.ndarray | None,
+                 vector_crcs: list[int], checkpoint: CheckpointRows | None = None) -> None:
+        self.row_ids, self.row_meta, self.row_text = row_ids, row_meta, row_text
+        self.ids, self.live_bits, self.vector_crcs = ids, live_bits, vector_crcs
+        self.checkpoint = checkpoint
+
+
+def _snapshot_rows(path: Path, m: dict) -> _Rows:
+    """A checkpoint of manifest format 3 (one snapshot file), or none yet."""
+    if m["snapshot"] is None:
+        return _Rows([], [], [], None, None, [])
+    snap = path / m["snapshot"]
+    head, ids_json, meta_blob, meta_offs, text_blob, text_offs, live_raw = _snapshot_frames(snap)
+    row_ids = orjson.loads(ids_json)
+    if head["rows"] != m["rows"] or not isinstance(row_ids, list) or len(row_ids) != m["rows"]:
+        raise CorruptionError(f"{snap}: row counts disagree with the manifest")
+    return _Rows(row_ids, JsonRows.decode(meta_blob, meta_offs, m["rows"], f"{snap} (metadata)"),
+                 JsonRows.decode(text_blob, text_offs, m["rows"], f"{snap} (texts)"), None,
+                 np.frombuffer(live_raw, dtype=np.uint8), head["vector_crcs"])
+
+
+def _segmented_rows(path: Path, m: dict) -> _Rows:
+    """A checkpoint of manifest format 4: its segments mapped, its delta read (vjson._segments)."""
+    n = m["rows"]
+    segments = [Segment(path / s["file"], s["row0"], s["rows"]) for s in m["segments"]]
+    delta = Delta.read(path / m["delta"], n)
+    row_ids = IdRows(segments, n)
+    row_meta = JsonRows([(s.row0, *s.meta) for s in segments], n)
+    row_text = JsonRows([(s.row0, *s.text) for s in segments], n)
+    for row, value in delta.meta.items():
+        row_meta[row] = value
+    live_bits = np.zeros((n + 7) // 8 + 1, dtype=np.uint8)  # (writable: the view's bitset takes it)
+    live_bits[:len(delta.live)] = delta.live
+    ids = IdMap(segments, row_ids, live_bits[:len(delta.live)], _core.Bitset(live_bits.copy()).count)
+    held = CheckpointRows(m["segments"], delta.filters_rows, delta.meta, delta.touched.tolist())
+    return _Rows(row_ids, row_meta, row_text, ids, live_bits, delta.vector_crcs, held)
+
+
+def _lazy_metadata(path: Path, m: dict, rows: _Rows, ids: Any, live_bits: np.ndarray | None,
+                   touched: set[int]) -> Any:
+    """What loads the filter index on first use: the file, then the rows changed since it was written."""
+    held = rows.checkpoint
+    assert held is not None
+    n = len(rows.row_ids)
+    changed = sorted(held.filters_touched | touched | set(range(held.filters_rows, n)))
+    assert live_bits is not None  # (an IdMap always gives them)
+    bits = np.unpackbits(live_bits, bitorder="little")
+    gone = [r for r in changed if not bits[r]]
+    live = [r for r in changed if bits[r]]
+    row_meta, name = rows.row_meta, m.get("filters")
+
+    def load() -> MetadataIndex:
+        if name is None:
+            index = MetadataIndex(documents=row_meta)
+        else:
+            with builtins.open(path / name, "rb") as f:
+                index = MetadataIndex.load(f, documents=row_meta)
+        drop = [r for r in gone if r < index.n_rows]
+        if drop:
+            index.remove_many(drop)
+        if live:
+            index.set_many(live, [row_meta[r] for r in live])
+        return index
+
+    if name is not None and not (path / name).exists():
+        raise CorruptionError(f"{path / name}: missing (the manifest names it)")
+    return load
+
+
 def _open_graph(path: Path, m: dict, ef_search: int, max_elements: int | None) -> _core.HNSWIndex:
     if m["graph"] is None:
         return _core.HNSWIndex(m["dimension"], m["metric"], m["M"], m["ef_construction"],
                                capacity=max_elements or 1024, ef_search=ef_search,
                                external_vectors=m.get("external_vectors", False),
                                quantization=m.get("quantization"))
-    graph = _core.HNSWIndex.load(path / m["graph"], ef_search=ef_search)
+    patch = read_blob(path / m["graph_patch"]) if m.get("graph_patch") else None
+    graph = _core.HNSWIndex.load(path / m["graph"], ef_search=ef_search, patch=patch)
+    if patch is None:  # (a patched graph tracks its changes from its base file already)
+        graph.track_changes()
     if graph.external_vectors != m.get("external_vectors", False):
         raise CorruptionError(f"{path / m['graph']}: its vector layout disagrees with the manifest")
     if graph.quantization != m.get("quantization"):
@@ -213,29 +287,35 @@ def _open_text(path: Path, m: dict, gen: Generation, seq: int, read_only: bool) 
             return None
     if not (folder / "meta.json").exists() and seq > 0:
         log.warning("%s: text index missing; rebuilding it from the stored texts", folder)
-        return rebuild_text(folder, tokenizer, gen.row_text, gen.ids, seq)
+        return rebuild_text(folder, tokenizer, gen.row_text, gen.visible_rows(), seq)
     try:
         text = TextIndex(folder, tokenizer)
         marker = text.marker
     except CorruptionError as exc:  # a second writer (DatabaseLockedError) propagates
         log.warning("%s: text index unusable (%s); rebuilding it from the stored texts", folder, exc)
-        return rebuild_text(folder, tokenizer, gen.row_text, gen.ids, seq)
+        return rebuild_text(folder, tokenizer, gen.row_text, gen.visible_rows(), seq)
+    known = m.get("text_seq")
+    if known is not None and (marker is None or marker < known):
+        # The checkpoint found it complete up to then; writes without texts
+        # since its last commit left its own marker behind.
+        marker = known
     if marker != seq:
-        resync_text(text, gen.row_text, gen.ids, seq)
+        resync_text(text, gen.row_text, gen.visible_rows(), seq)
     return text
 
 
-def rebuild_text(folder: Path, tokenizer: str, row_text: list, ids: dict[str, int], seq: int) -> Any:
+def rebuild_text(folder: Path, tokenizer: str, row_text: Any, live: np.ndarray, seq: int) -> Any:
+    """A new text index of the texts of the `live` rows (ascending)."""
     from vjson.text_index import TextIndex
 
-    rows = [row for row in sorted(ids.values()) if row_text[row] is not None]
+    rows = [row for row in live.tolist() if row_text[row] is not None]
     return TextIndex.recreate(folder, tokenizer, rows, [row_text[r] for r in rows], marker=seq)
 
 
-def resync_text(text: Any, row_text: list, ids: dict[str, int], seq: int) -> None:
-    """Make the text index hold exactly the live texts (idempotent; after a crash)."""
+def resync_text(text: Any, row_text: Any, rows: np.ndarray, seq: int) -> None:
+    """Make the text index hold exactly the texts of the live `rows` (idempotent; after a crash)."""
     have = set(text.rows().tolist())
-    live = [(row, row_text[row]) for row in ids.values() if row_text[row] is not None]
+    live = [(row, row_text[row]) for row in rows.tolist() if row_text[row] is not None]
     stale = sorted(have - {row for row, _ in live})
     missing = [(row, t) for row, t in live if row not in have]
     if stale:

@@ -12,9 +12,11 @@ import numpy as np
 
 from vjson import _core, _logformat
 from vjson._generation import CRC_BLOCK, Generation
+from vjson._idmap import IdMap
+from vjson._segments import Delta, Segment
 from vjson.errors import CorruptionError, VJsonError
 from vjson.metadata_index import MetadataIndex
-from vjson.storage import read_blobs
+from vjson.storage import read_blob, read_blobs
 
 
 def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size: int) -> dict[str, Any]:
@@ -32,13 +34,24 @@ def verify(path: Path, manifest: dict, gen: Generation, log_path: Path, log_size
     m = manifest
     if m["snapshot"]:
         attempt("snapshot checksum", lambda: read_blobs(path / m["snapshot"]))
+    for seg in m.get("segments") or ():
+        def check_segment(seg: dict = seg) -> None:
+            Segment(path / seg["file"], seg["row0"], seg["rows"]).verify()
+        attempt(f"segment {seg['file']}", check_segment)
+    if m.get("delta"):
+        attempt("delta checksum", lambda: Delta.read(path / m["delta"], m["rows"]))
+    if isinstance(gen.ids, IdMap):
+        attempt("id hash tables", gen.ids.check)
     if m.get("filters"):
         def load_filters() -> None:
             with builtins.open(path / m["filters"], "rb") as f:
                 MetadataIndex.load(f, documents=gen.row_meta)
         attempt("filter index checksum", load_filters)
     if m["graph"]:
-        attempt("graph file checksums", lambda: _core.HNSWIndex.load(path / m["graph"], verify=True).close())
+        def load_graph() -> None:
+            patch = read_blob(path / m["graph_patch"]) if m.get("graph_patch") else None
+            _core.HNSWIndex.load(path / m["graph"], verify=True, patch=patch).close()
+        attempt("graph file checksums", load_graph)
     attempt("graph structure", gen.graph.check)
     attempt("log checksums", lambda: _check_log(log_path, log_size, gen))
     attempt("vector checksums", lambda: _check_vector_blocks(gen, m["rows"]))

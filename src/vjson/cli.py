@@ -369,7 +369,7 @@ def _run_demo(data: DemoData, folder: Path, temporary: bool) -> None:
         print("1. Insert")
         print(f"   db.insert_batch(ids, vectors, metadatas, texts): {len(data.ids):,} records in one atomic, "
               f"fsynced batch: {_duration(t_insert[0])} ({len(data.ids) / t_insert[0]:,.0f} records/s)")
-        print(f"   db.close() (checkpoint: graph, snapshot, filter index): {_duration(t_close[0])}; "
+        print(f"   db.close() (checkpoint: graph, row segments, filter index): {_duration(t_close[0])}; "
               f"vjson.open(path): {_duration(t_open[0])}; {n:,} records\n")
         _demo_queries(db, data)
     finally:

@@ -9,9 +9,11 @@ On disk (README, "On-disk format"):
 - ``log-C.vjl``: CRC-framed records of every write since checkpoint C. A write
   call appends one frame: the commit point of that call, so a batch is
   all-or-nothing after a crash.
-- ``snapshot-C.vjs``, ``graph-C.vjx``, ``filters-C.vjm``: every row's id,
-  metadata and text, the HNSW graph and the filter index as of checkpoint C.
-  Opening maps the graph and replays only the log after it.
+- ``segment-C-R.vjg``, ``delta-C.vjd``: every row's id, metadata and text, in
+  segments of contiguous rows, and what changed in them since (vjson._segments);
+  ``graph-C.vjx``, ``filters-C.vjm``: the HNSW graph and the filter index. A
+  checkpoint writes what changed since the last one (vjson._checkpoint).
+  Opening maps the graph and the segments and replays only the log after it.
 - ``text-G/``: the tantivy index; it records the last log sequence number it
   holds and catches up on open.
 - ``LOCK``: the writer's advisory lock.
@@ -27,7 +29,6 @@ Concurrency: see vjson._generation.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
@@ -37,13 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
-from vjson import _core, _leases, _logformat, _manifest
+from vjson import _checkpoint, _core, _leases, _logformat, _manifest
 from vjson._calls import CallGate, gated
 from vjson._following import apply_new_frames, follow_text, leased_manifest, manifest_stamp
-from vjson._generation import Generation, JsonRows, attach_vectors, link_rows
+from vjson._generation import Generation, attach_vectors, link_rows
 from vjson._opening import open_generation, rebuild_text
+from vjson._segments import CheckpointRows
 from vjson._verify import verify
 from vjson.errors import (
     CorruptionError,
@@ -57,7 +58,7 @@ from vjson.errors import (
 )
 from vjson.metadata_index import MetadataIndex
 from vjson.results import HybridResult, Record, SearchResult
-from vjson.storage import FileLock, RecordLog, VectorFile, atomic_write, sync_folder, write_blobs
+from vjson.storage import FileLock, RecordLog, VectorFile, sync_folder
 from vjson.validation import (
     check_id,
     check_batch,
@@ -622,7 +623,8 @@ class VectorDB:
                 log.warning("%s: text index damaged (%s); rebuilding it", gen.text.path, exc)
                 folder = gen.text.path
                 gen.text.close()
-                gen.text = rebuild_text(folder, self._manifest["tokenizer"], gen.row_text, gen.ids, self._seq)
+                gen.text = rebuild_text(folder, self._manifest["tokenizer"], gen.row_text, gen.visible_rows(),
+                                        self._seq)
             return gen.text.search(query, depth, allowed=mask, syntax=syntax, texts=gen.row_text)
 
     @gated
@@ -709,55 +711,26 @@ class VectorDB:
             self._checkpoint(self._gen)
 
     def _checkpoint(self, gen: Generation) -> None:
-        """Write gen's checkpoint files, then switch the manifest to them (the commit point)."""
-        m = dict(self._manifest)
-        c = m["checkpoint"] + 1
-        rows = len(gen.row_ids)
-        names = {"log": f"log-{c}.vjl", "snapshot": f"snapshot-{c}.vjs", "graph": f"graph-{c}.vjx",
-                 "filters": f"filters-{c}.vjm", "vectors": gen.vectors.path.name,
-                 "text": gen.text.path.name if gen.text is not None else m.get("text", "text")}
-        gen.vectors.sync()
-        _save_graph(gen.graph, self.path / names["graph"])
-        gen.checksum_vectors(rows)
-        visible = gen.view.mask()
-        live = [rid if keep else None for rid, keep in zip(gen.row_ids, visible.tolist())]
-        # Frames: header, ids, metadata (JSON per row + offsets), texts (the
-        # same), live-row bits. Opening parses the ids; rows of metadata and
-        # text are decoded when something reads them.
-        keep = visible.tolist()
-        meta_blob, meta_offsets = JsonRows.encode(gen.row_meta, keep)
-        text_blob, text_offsets = JsonRows.encode(gen.row_text, keep)
-        frames = [
-            orjson.dumps({"rows": rows, "vector_crcs": gen.vector_crcs}),
-            orjson.dumps(live),
-            meta_blob, meta_offsets, text_blob, text_offsets,
-            np.packbits(visible, bitorder="little").tobytes(),
-        ]
-        snapshot_bytes = sum(len(f) for f in frames)
-        write_blobs(self.path / names["snapshot"], frames)
-        dump = io.BytesIO()
-        gen.dump_filters(dump)
-        atomic_write(self.path / names["filters"], dump.getvalue())
-        (self.path / names["log"]).touch()
-        sync_folder(self.path)  # the new log's name is durable before a manifest names it
-        m.update(names, checkpoint=c, generation=gen.number, rows=rows, seq=self._seq,
-                 snapshot_bytes=snapshot_bytes, external_vectors=gen.graph.external_vectors,
-                 format=FORMAT_VERSION)
-        _leases.write_lease(self.path, c, sorted(_manifest.files(m)))
+        """Write gen's checkpoint files (vjson._checkpoint), then switch the manifest to them (the commit point)."""
+        m, held, whole_graph = _checkpoint.write(self.path, self._manifest, gen, self._seq, FORMAT_VERSION)
+        _leases.write_lease(self.path, m["checkpoint"], sorted(_manifest.files(m)))
         try:
             _manifest.write(self.path, m, durable=True)
         except StorageError as exc:
             if getattr(exc, "replaced", False):  # the new manifest is in place: so must we be
-                self._switch_to(m, gen)
+                self._switch_to(m, gen, held, whole_graph)
             raise
-        self._switch_to(m, gen)
+        self._switch_to(m, gen, held, whole_graph)
         self._remove_stray_files(m)
 
-    def _switch_to(self, m: dict, gen: Generation) -> None:
+    def _switch_to(self, m: dict, gen: Generation, held: CheckpointRows, whole_graph: bool) -> None:
         """Follow a manifest that now names gen and a fresh log: later writes go there."""
         assert self._log is not None
         self._manifest = m
         self._gen = gen
+        gen.checkpoint = held
+        if whole_graph:  # graph patches are relative to the file the manifest names now
+            gen.graph.track_changes()
         self._log.close()
         self._log = RecordLog(self.path / m["log"], self._durable)
         self._dirty = False
@@ -865,21 +838,6 @@ class VectorDB:
                 self.close()
             except Exception:  # noqa: BLE001 - never raise from a finaliser
                 pass
-
-
-def _save_graph(graph: _core.HNSWIndex, path: Path) -> None:
-    """Save the graph file and sync it through vjson.storage.fs (so faults can be injected)."""
-    from vjson.storage import fs, storage_error
-
-    try:
-        graph.save(path, durable=False)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            fs.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise storage_error(exc, f"writing {path}") from exc
 
 
 def _row_of(gen: Generation, id: str) -> int:
