@@ -489,6 +489,29 @@ def test_every_crash_point_of_a_scripted_workload(tmp_path, monkeypatch, capsys,
     assert not failures, "\n".join(failures[:10])
 
 
+
+def _run_op_killed(path, op: str, delay: float | None) -> tuple[list[str], int, float]:
+    """Run crash_worker's `op` (compact, flush) on the database at `path`; SIGKILL it
+    `delay` seconds after it starts the operation (None: let it finish). Returns its
+    output lines, exit code and how long the operation took when it finished."""
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(path), "1", str(DIM), "sync", "1", op],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+    lines: list[str] = []
+    took, t = 0.0, time.monotonic()
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("I "):
+            t = time.monotonic()
+            if delay is not None:
+                time.sleep(delay)
+                proc.kill()
+        elif line.startswith("A "):
+            took = time.monotonic() - t
+    rc = proc.wait(10)
+    proc.stdout.close()
+    return lines, rc, took
+
+
 def test_kill_during_compaction(tmp_path, capsys):
     """SIGKILL swept across a compaction (of a database with texts and dead rows, so rows
     are renumbered): every kill point must reopen to the same, fully consistent database."""
@@ -508,26 +531,7 @@ def test_kill_during_compaction(tmp_path, capsys):
     def attempt(name: str, delay: float | None) -> tuple[list[str], int, float]:
         path = tmp_path / name
         copy_folder(base, path)
-        proc = subprocess.Popen([sys.executable, str(WORKER), str(path), "1", str(DIM), "sync", "1", "compact"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
-        lines = []
-        took = 0.0
-        while True:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if line.startswith("I "):
-                t = time.monotonic()
-                if delay is not None:
-                    time.sleep(delay)
-                    proc.kill()
-            elif line.startswith("A "):
-                took = time.monotonic() - t
-        rc = proc.wait(10)
-        lines.extend(proc.stdout.read().splitlines())
-        proc.stdout.close()
-        return lines, rc, took
+        return _run_op_killed(path, "compact", delay)
 
     _, rc, duration = attempt("measure", None)
     assert rc == 0
@@ -575,19 +579,7 @@ def test_kill_during_an_incremental_checkpoint(tmp_path, capsys):
     def attempt(name: str, delay: float | None) -> tuple[int, float]:
         path = tmp_path / name
         copy_folder(tmp_path / "open", path)
-        proc = subprocess.Popen([sys.executable, str(WORKER), str(path), "1", str(DIM), "sync", "1", "flush"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
-        took, t = 0.0, time.monotonic()
-        for line in proc.stdout:
-            if line.startswith("I "):
-                t = time.monotonic()
-                if delay is not None:
-                    time.sleep(delay)
-                    proc.kill()
-            elif line.startswith("A "):
-                took = time.monotonic() - t
-        rc = proc.wait(10)
-        proc.stdout.close()
+        _, rc, took = _run_op_killed(path, "flush", delay)
         return rc, took
 
     rc, duration = attempt("measure", None)
