@@ -238,6 +238,24 @@ def test_hybrid_fuses_after_the_global_merge(sharded, single, data):
     assert compared >= 3, compared
 
 
+def test_hybrid_takes_the_single_database_default_candidates(sharded, single):
+    """No `candidates`: each side gathers max(2k, 200) hits, as VectorDB.hybrid_search
+    does. Weighted fusion normalises over the candidates, so their number shows in the scores."""
+    rng = np.random.default_rng(5)
+    differs = 0
+    for vector in clustered(8, DIM, seed=5):
+        text = " ".join(WORDS[j] for j in rng.choice(40, 2, replace=False))
+
+        def scores(db, **kw):
+            return [(r.id, round(r.score, 5)) for r in db.hybrid_search(vector, text, 10, fusion="weighted",
+                                                                         ef_search=N, **kw)]
+        got = scores(sharded)
+        assert got == scores(sharded, candidates=200)
+        assert [s for _, s in got] == pytest.approx([s for _, s in scores(single)], abs=1e-4)
+        differs += got != scores(sharded, candidates=100)
+    assert differs >= 1  # the old default (100) gives other scores
+
+
 # ---------------------------------------------------------------------------- writes agree
 
 

@@ -15,7 +15,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from vjson import fusion as fuse
-from vjson.database import _DEFAULT_INCLUDE, INCLUDE_ALL, VectorDB, _check_include
+from vjson.database import _DEFAULT_INCLUDE, _HYBRID_CANDIDATES, INCLUDE_ALL, VectorDB, _check_include
 from vjson.distributed._bm25 import merge_statistics
 from vjson.distributed._columns import merge_nearest
 from vjson.distributed._layout import check_reattach, new_layout, read_layout, shard_folder, shard_of, write_layout
@@ -30,6 +30,7 @@ from vjson.errors import (
 )
 from vjson.results import HybridResult, Record, SearchResult
 from vjson.validation import (
+    MAX_K,
     check_id,
     check_batch,
     check_ids,
@@ -457,18 +458,19 @@ class ShardedVectorDB:
         return (None if any(p is None for p in local) else merge_statistics(local)), local
 
     def hybrid_search(self, vector: Any, text: str, k: int = 10, filter: dict | None = None,
-                      fusion: str = "rrf", rrf_k: float = 10, alpha: float = 0.5, candidates: int = 100,
+                      fusion: str = "rrf", rrf_k: float = 10, alpha: float = 0.5, candidates: int | None = None,
                       ef_search: int | None = None, include: Sequence[str] = _DEFAULT_INCLUDE,
                       syntax: bool = False) -> list[HybridResult]:
         """VectorDB.hybrid_search over the collection: each side's `candidates`
-        hits are gathered from every shard and merged first, then fused."""
+        hits (default max(2k, 200), as VectorDB's) are gathered from every shard
+        and merged first, then fused."""
         self._check_open()
         k = check_k(k)
-        candidates = check_k(candidates)
+        candidates = max(2 * k, _HYBRID_CANDIDATES) if candidates is None else check_k(candidates)
         include = _check_include(include)
         if fusion not in ("rrf", "weighted"):
             raise InvalidInputError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
-        depth = max(candidates, k)
+        depth = min(max(candidates, k), MAX_K)
         n = len(self._actors)
         stats, local = self._text_statistics(text, syntax)
         deeper = depth if n == 1 else text_depth(depth)

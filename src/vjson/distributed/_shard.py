@@ -122,7 +122,8 @@ class VectorShard:
         """Both sides' `depth` best hits (text scored with the collection's
         statistics), for the driver to merge globally and then fuse."""
         db = self._open_db()
-        vector_hits = db.search(vector, depth, filter, max(ef_search or db.ef_search, depth), include)
+        # ef_search None: search()'s own beam for `depth` results (widened with k), as VectorDB.hybrid_search
+        vector_hits = db.search(vector, depth, filter, ef_search, include)
         return vector_hits, self.text_candidates(text, depth, text_depth, filter, include, syntax, stats, local)
 
     def text_statistics(self, query: Any, syntax: bool | None) -> dict[str, Any] | None:
