@@ -22,8 +22,9 @@ DATA = Path(__file__).parent / "data"
 class Model:
     """What the database must hold: id -> (vector, metadata, text)."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_recall: float = 0.95) -> None:
         self.records: dict[str, tuple[np.ndarray, dict | None, str | None]] = {}
+        self.min_recall = min_recall  # (codes walk a little less exactly: oversample 2 of 5 results)
 
     def check(self, db: vjson.VectorDB, rng: np.random.Generator) -> None:
         assert len(db) == len(self.records)
@@ -43,7 +44,7 @@ class Model:
             qn = q / np.linalg.norm(q)
             truth = {ids[j] for j in np.argsort(-(matrix @ qn))[:5]}
             hits += len(truth & {r.id for r in db.search(q, 5, ef_search=200)})
-        assert hits >= 0.95 * 10 * min(5, len(ids))
+        assert hits >= self.min_recall * 10 * min(5, len(ids))
         for g in range(3):
             want = sorted(i for i, (_, m, _) in self.records.items() if m is not None and m.get("g") == g)
             assert sorted(r.id for r in db.get(filter={"g": g})) == want
@@ -86,12 +87,13 @@ def change(db: vjson.VectorDB, model: Model, rng: np.random.Generator, step: int
             del model.records[rid]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_open_change_close_cycles_keep_every_record(tmp_path, seed):
+@pytest.mark.parametrize("seed, quantization", [(0, None), (1, None), (2, "int8"), (3, "float16")])
+def test_open_change_close_cycles_keep_every_record(tmp_path, seed, quantization):
     rng = np.random.default_rng(seed)
     path = tmp_path / "db"
-    model = Model()
-    with vjson.VectorDB(path, dimension=DIM) as db:
+    model = Model(0.95 if quantization is None else 0.9)
+    patched = 0
+    with vjson.VectorDB(path, dimension=DIM, quantization=quantization) as db:
         change(db, model, rng, 0)
     for step in range(1, 14):
         with vjson.VectorDB(path) as db:
@@ -104,6 +106,7 @@ def test_open_change_close_cycles_keep_every_record(tmp_path, seed):
                 change(db, model, rng, 100 + step)
         m = json.loads((path / "MANIFEST.json").read_text())
         assert m["format"] == 4 and m["snapshot"] is None and m["segments"]
+        patched += bool(m.get("graph_patch"))
         assert sum(s["rows"] for s in m["segments"]) == m["rows"]
         assert len(m["segments"]) <= 1 + int(np.log2(max(m["rows"], 2)))
         names = set(p.name for p in path.iterdir())
@@ -114,6 +117,7 @@ def test_open_change_close_cycles_keep_every_record(tmp_path, seed):
         assert db.verify()["ok"], db.verify()
     with vjson.VectorDB(path, read_only=True) as db:
         model.check(db, rng)
+    assert patched >= 1  # (quantized graphs too: their patches carry the new codes)
 
 
 def test_merging_keeps_each_segment_bigger_than_the_newer_ones():

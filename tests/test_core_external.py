@@ -371,3 +371,104 @@ def test_a_patch_on_its_base_file_gives_the_graph_back(tmp_path):
     index.save(tmp_path / "other.vjx")  # a patch names the node count of its base
     with pytest.raises(vjson.CorruptionError):
         vjson.HNSWIndex.load(tmp_path / "other.vjx", patch=patch)
+
+
+@pytest.mark.parametrize("kind", ["float16", "int8", "binary"])
+def test_a_patch_of_a_quantized_graph_carries_its_new_codes(tmp_path, kind):
+    """A compact kind's patch holds the codes written since its base: the patched graph
+    walks the same codes (equal distances without rescoring) and grows on from there."""
+    dim = 64
+    data = vjson._core.normalise(clustered(3000, dim, seed=3))
+    index = vjson.HNSWIndex(dim, "cosine", M=8, ef_construction=64, external_vectors=True, quantization=kind)
+    index.attach_vectors(data)
+    index.add_stored(np.arange(2000))
+    index.save(tmp_path / "base.vjx")
+    index.track_changes()
+    index.add_stored(np.arange(2000, 2300))
+    index.delete(np.arange(0, 40, 4))
+    assert 300 < index.patch_nodes < 2300
+    patch = index.patch()
+    assert patch[:8] == b"VJPATCH\x02"
+    again = vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=patch)
+    again.attach_vectors(data)
+    assert len(again) == len(index) and again.check() == index.check()
+    if kind != "float16":  # (float16 learns nothing)
+        np.testing.assert_array_equal(again.quantization_params, index.quantization_params)
+    queries = data[2000:2300:3] + np.float32(0.01)
+    for rescore in (False, True):
+        mine = index.search_batch(queries, 10, rescore=rescore)
+        theirs = again.search_batch(queries, 10, rescore=rescore)
+        np.testing.assert_array_equal(theirs[0], mine[0])
+        np.testing.assert_array_equal(theirs[1], mine[1])  # the same codes: the same distances
+    new_rows = again.search_batch(data[2000:2300], 1)[0][:, 0]
+    assert np.mean(new_rows == np.arange(2000, 2300)) > 0.9  # the new nodes' codes are theirs
+    again.add_stored(np.arange(2300, 2400))  # and patching from the base goes on
+    third = vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=again.patch())
+    third.attach_vectors(data)
+    np.testing.assert_array_equal(third.search_batch(queries, 10, rescore=False)[1],
+                                  again.search_batch(queries, 10, rescore=False)[1])
+
+
+def test_a_patch_of_an_empty_base_carries_what_the_kind_learnt(tmp_path):
+    """A base saved empty was not trained: the patch brings the int8 ranges learnt since."""
+    data = vjson._core.normalise(clustered(1500, 32, seed=5))
+    index = vjson.HNSWIndex(32, "cosine", M=8, ef_construction=64, external_vectors=True, quantization="int8")
+    index.attach_vectors(data)
+    index.save(tmp_path / "empty.vjx")
+    index.track_changes()
+    index.add_stored(np.arange(1500))
+    again = vjson.HNSWIndex.load(tmp_path / "empty.vjx", patch=index.patch())
+    again.attach_vectors(data)
+    assert again.trained
+    np.testing.assert_array_equal(again.quantization_params, index.quantization_params)
+    np.testing.assert_array_equal(again.search_batch(data[:100], 5, rescore=False)[1],
+                                  index.search_batch(data[:100], 5, rescore=False)[1])
+
+
+def test_a_patch_is_refused_by_a_base_of_another_kind_or_training(tmp_path):
+    data = vjson._core.normalise(clustered(1200, 32, seed=6))
+    other = vjson._core.normalise(clustered(1200, 32, seed=7))
+
+    def base(kind, rows, name):
+        index = vjson.HNSWIndex(32, "cosine", M=8, ef_construction=64, external_vectors=True, quantization=kind)
+        index.attach_vectors(rows)
+        index.add_stored(np.arange(1000))
+        index.save(tmp_path / name)
+        index.track_changes()
+        return index
+
+    index = base("int8", data, "int8.vjx")
+    index.add_stored(np.arange(1000, 1100))
+    patch = index.patch()
+    base("float16", data, "float16.vjx")
+    base(None, data, "float32.vjx")
+    trained_apart = base("int8", other, "other.vjx")
+    assert not np.array_equal(trained_apart.quantization_params, index.quantization_params)
+    for name in ("float16.vjx", "float32.vjx", "other.vjx"):  # same node count, other codes
+        with pytest.raises(vjson.CorruptionError):
+            vjson.HNSWIndex.load(tmp_path / name, patch=patch)
+    damaged = bytearray(patch)
+    damaged[-3] ^= 0x40  # inside the last node's code
+    with pytest.raises(vjson.CorruptionError):
+        vjson.HNSWIndex.load(tmp_path / "int8.vjx", patch=bytes(damaged))
+    assert len(vjson.HNSWIndex.load(tmp_path / "int8.vjx", patch=patch)) == 1100
+
+
+def test_a_patch_after_the_codes_were_learnt_again_carries_all_of_them(tmp_path):
+    """Rows doubling since the base was learnt from: new parameters and every code
+    re-encoded, all in the patch, so the base's old codes are all replaced."""
+    data = vjson._core.normalise(clustered(2400, 32, seed=8))
+    index = vjson.HNSWIndex(32, "cosine", M=8, ef_construction=64, external_vectors=True, quantization="int8")
+    index.attach_vectors(data)
+    index.add_stored(np.arange(1000))
+    before = index.quantization_params
+    index.save(tmp_path / "base.vjx")
+    index.track_changes()
+    index.add_stored(np.arange(1000, 2100))  # 2,100 rows >= 2 x 1,000: learnt again
+    assert index.trained_rows == 2100 and not np.array_equal(index.quantization_params, before)
+    assert index.patch_nodes == 2100
+    again = vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=index.patch())
+    again.attach_vectors(data)
+    np.testing.assert_array_equal(again.quantization_params, index.quantization_params)
+    np.testing.assert_array_equal(again.search_batch(data[:300], 10, rescore=False)[1],
+                                  index.search_batch(data[:300], 10, rescore=False)[1])

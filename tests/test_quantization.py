@@ -376,7 +376,7 @@ def test_compact_retrains_int8_on_the_live_rows(tmp_path):
     wide = rng.uniform(0, 10, size=(300, 8)).astype(np.float32)
     with vjson.VectorDB(tmp_path / "db", 8, "l2", quantization="int8") as db:
         db.insert_batch([f"s{i}" for i in range(300)], small)  # trains on these
-        db.insert_batch([f"w{i}" for i in range(300)], wide)
+        db.insert_batch([f"w{i}" for i in range(100)], wide[:100])  # (too few to learn again: 400 < 2 x 300)
         lo, step = np.split(db._current().graph.quantization_params, 2)
         assert np.all(lo + 255 * step < 1.01)
         db.delete([f"s{i}" for i in range(300)])
@@ -385,6 +385,36 @@ def test_compact_retrains_int8_on_the_live_rows(tmp_path):
         assert np.all(lo + 255 * step > 9.0)
         found = [r.id for r in db.search(wide[7], 5)]
         assert found[0] == "w7"
+
+
+@pytest.mark.parametrize("kind", ["int8", "binary"])
+def test_a_database_grown_from_one_row_learns_its_codes_again(kind, tmp_path):
+    """Ranges (int8) or thresholds (binary) learnt from a first insert of one row fit
+    nothing after it: the codes are learnt again each time the rows double, so a
+    database filled row by row, then in batches, finds what one built at once does."""
+    dim = 128
+    base = embedding_like(4000, dim, seed=21)
+    queries = embedding_like(100, dim, seed=22)
+    truth = exact_knn(base, queries, 10, "cosine")
+    recalls = {}
+    for way in ("grown", "at once"):
+        with vjson.VectorDB(tmp_path / way, dim, quantization=kind) as db:
+            if way == "grown":
+                for i in range(40):
+                    db.insert(str(i), base[i])
+                for start in range(40, 4000, 660):
+                    db.insert_batch([str(i) for i in range(start, min(start + 660, 4000))], base[start:start + 660])
+                assert db._current().graph.trained_rows >= 2000  # learnt again from most rows
+            else:
+                db.insert_batch([str(i) for i in range(4000)], base)
+            found = np.array([[int(r.id) for r in db.search(q, 10)] for q in queries])
+            recalls[way] = recall_at_k(found, truth)
+        with vjson.VectorDB(tmp_path / way) as db:  # and the codes learnt again were saved
+            again = np.array([[int(r.id) for r in db.search(q, 10)] for q in queries])
+            assert recall_at_k(again, truth) >= recalls[way] - 0.02
+    assert recalls["grown"] >= recalls["at once"] - 0.03, recalls
+    if kind == "int8":
+        assert recalls["grown"] >= 0.95, recalls
 
 
 # ---------------------------------------------------------------- a database from before

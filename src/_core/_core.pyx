@@ -523,6 +523,7 @@ cdef class HNSWIndex:
     cdef bint _closing
     cdef const float[:, ::1] _attached  # keeps the attached rows' buffer alive
     cdef bint _trained                  # a compact kind's parameters are learnt
+    cdef size_t _trained_rows           # ... from this many rows (_TRAIN_ROWS: final)
     cdef public size_t exact_limit
     cdef size_t _ef_search
     cdef uint64_t _seed
@@ -636,12 +637,49 @@ cdef class HNSWIndex:
         if g.metric == METRIC_COSINE:
             matrix = normalise(matrix)
         self._learn(matrix)
+        self._trained_rows = _TRAIN_ROWS  # a sample given on purpose is kept
+
+    @property
+    def trained_rows(self):
+        """How many rows the compact kind's parameters were learnt from (0: not yet).
+        An external-vectors index learns again from every row each time its rows
+        double, until it has learnt from a full sample (or train() gave one)."""
+        self.open_graph()
+        return self._trained_rows if self._trained else 0
 
     cdef void _learn(self, matrix) except *:
         cdef Graph *g = self.g
         cdef size_t count = kind_param_count(g.kind, g.dim), i
         if count == 0:
             return
+        cdef const float[::1] pv = self._fit(matrix)
+        for i in range(count):
+            g.quant_params[i] = pv[i]
+        self._trained = True
+        self._trained_rows = min(<size_t> matrix.shape[0], <size_t> _TRAIN_ROWS)
+
+    cdef void _retrain(self, size_t rows) except *:
+        """Learn the parameters again from the first `rows` attached rows and encode
+        every node with them: the first rows of a database are often far too few
+        to learn int8 ranges or binary thresholds from (a first insert of one row
+        left recall@10 at 0.01). Under the write lock: searches wait."""
+        cdef Graph *g = self.g
+        cdef size_t count = kind_param_count(g.kind, g.dim), node
+        cdef const float[::1] pv = self._fit(np.asarray(self._attached)[:rows])
+        with nogil:
+            pthread_mutex_lock(&g.writer)
+            vj_write_lock(&g.rw)
+            memcpy(g.quant_params, &pv[0], count * sizeof(float))
+            for node in range(g.count):
+                encode_row(g, node_vector(g, node), <char *> node_code(g, node))
+                mark_code_changed(g, node)
+            vj_rw_unlock(&g.rw)
+            pthread_mutex_unlock(&g.writer)
+        self._trained_rows = min(rows, <size_t> _TRAIN_ROWS)
+
+    cdef object _fit(self, matrix):
+        """The compact kind's parameters (float32) learnt from sample rows."""
+        cdef Graph *g = self.g
         if matrix.shape[0] > _TRAIN_ROWS:  # a fixed sample, so a build replays
             pick = np.random.default_rng(len(matrix)).choice(matrix.shape[0], _TRAIN_ROWS, replace=False)
             matrix = matrix[np.sort(pick)]
@@ -655,10 +693,7 @@ cdef class HNSWIndex:
             params = np.concatenate([lo, step]).astype(np.float32)
         else:
             params = sample.mean(axis=0).astype(np.float32)
-        cdef const float[::1] pv = params
-        for i in range(count):
-            g.quant_params[i] = pv[i]
-        self._trained = True
+        return params
 
     @property
     def quantization_params(self):
@@ -897,6 +932,8 @@ cdef class HNSWIndex:
             self._check_codable(rows)
             if not self.trained:
                 self._learn(rows)
+            elif self._trained_rows < _TRAIN_ROWS and count + fresh.shape[0] >= 2 * self._trained_rows:
+                self._retrain(count + fresh.shape[0])
         self.insert(NULL, keys, num_threads)
 
     cdef void insert(self, const float *rows, object keys, object num_threads) except *:
@@ -1301,7 +1338,7 @@ cdef class HNSWIndex:
             pthread_mutex_lock(&g.writer)
             vj_read_lock(&g.rw)
         try:
-            return pack_patch(g) if patchable(g) else None
+            return pack_patch(self) if patchable(g) else None
         finally:
             with nogil:
                 vj_rw_unlock(&g.rw)

@@ -159,6 +159,7 @@ cdef int place_chunk(Graph *g, const float *rows, const uint64_t *ids, size_t st
         if g.kind != KIND_FLOAT32:  # (standalone cosine rows come normalised)
             encode_row(g, node_vector(g, node) if g.external_vectors else rows + i * g.dim,
                        <char *> node_code(g, node))
+            mark_code_changed(g, node)
         elif g.external_vectors:
             pass  # the caller's array already holds row `node`
         elif g.metric == METRIC_COSINE:

@@ -58,10 +58,19 @@ cdef void *map_anonymous(size_t nbytes) noexcept nogil:
     cdef void *p = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     return NULL if p == MAP_FAILED else p
 
+cdef enum:
+    # what g.changed notes per node since its base file (index_file.pxi's patches)
+    CHANGED_LISTS = 1  # its lists or flags
+    CHANGED_CODE = 2   # its compact code (a row encoded again)
+
 cdef inline void mark_changed(Graph *g, size_t node) noexcept nogil:
     """Note that node's lists changed (for a graph patch, index_file.pxi)."""
     if g.changed != NULL:
-        g.changed[node] = 1
+        g.changed[node] |= CHANGED_LISTS
+
+cdef inline void mark_code_changed(Graph *g, size_t node) noexcept nogil:
+    if g.changed != NULL:
+        g.changed[node] |= CHANGED_CODE
 
 cdef int grow_nodes(Graph *g, size_t capacity) noexcept nogil:
     """Make room for `capacity` nodes; existing nodes keep their ids. -1 on OOM."""

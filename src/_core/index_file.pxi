@@ -369,12 +369,24 @@ cdef void *map_section(str path, int fd, size_t offset, size_t nbytes) except NU
     return p
 
 
+cdef void *map_with_room(str path, int fd, size_t offset, size_t nbytes, size_t room) except NULL:
+    """A file section mapped (MAP_PRIVATE) over the start of `room` anonymous bytes, so that
+    a patch's new nodes fit after it without copying what the file holds."""
+    cdef void *block = map_anonymous(room)
+    if block == NULL:
+        raise MemoryError()
+    if mmap(block, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, offset) == MAP_FAILED:
+        munmap(block, room)
+        raise OSError(f"{path}: cannot map {nbytes} bytes")
+    return block
+
+
 cdef size_t patch_growth(str path, object patch, size_t base) except? 0:
     """How many nodes a patch adds to a graph of `base` nodes (its header, checked again when applied)."""
-    n_head = len(_PATCH_MAGIC) + _PATCH.size
-    if patch is None or len(patch) < n_head + 8 or patch[:len(_PATCH_MAGIC)] != _PATCH_MAGIC:
+    parsed = patch_header(patch) if isinstance(patch, bytes) else None
+    if parsed is None:
         return 0
-    fields = _PATCH.unpack_from(patch, len(_PATCH_MAGIC))
+    fields = parsed[0]
     return fields[1] - base if fields[0] == base and base <= fields[1] < 0xFFFFFFFF else 0
 
 
@@ -397,7 +409,7 @@ cdef object read_index_file(str path, bint verify, object ef_search, object patc
                           quantization=_KIND_NAMES[h["kind"]])
         attach_sections(index, path, f.fileno(), h, upper, free_list, verify,
                         patch_growth(path, patch, h["count"]))
-        attach_codes(index, path, f.fileno(), h, verify)
+        attach_codes(index, path, f.fileno(), h, verify, patch_growth(path, patch, h["count"]))
     if patch is not None:
         apply_patch(index, path, patch)
     return index
@@ -421,18 +433,11 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
         unpack_into(g, path, fd, h, reserve)
         g.capacity = cap
     elif count > 0 and reserve > 0:
-        # anonymous room for cap records, the file's records mapped over its start
-        block = <char *> map_anonymous(cap * g.record_size)
-        if block == NULL:
-            raise MemoryError()
-        g.level0 = block
+        g.level0 = <char *> map_with_room(path, fd, h["level0_offset"], h["level0_bytes"], cap * g.record_size)
         g.level0_bytes = cap * g.record_size
         g.level0_from_file = True
         g.count = count  # from here on free_graph releases what is attached
         g.capacity = cap
-        if mmap(block, h["level0_bytes"], PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
-                h["level0_offset"]) == MAP_FAILED:
-            raise OSError(f"{path}: cannot map {h['level0_bytes']} bytes")
         point_at_records(g)
     elif count > 0:
         g.level0 = <char *> map_section(path, fd, h["level0_offset"], h["level0_bytes"])
@@ -464,8 +469,9 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
         raise CorruptionError(f"{path}: entry point is not on the top level")
 
 
-cdef void attach_codes(HNSWIndex index, str path, int fd, dict h, bint verify) except *:
-    """Map a compact kind's codes (checksummed with `verify`) and load its parameters."""
+cdef void attach_codes(HNSWIndex index, str path, int fd, dict h, bint verify, size_t reserve=0) except *:
+    """Map a compact kind's codes (checksummed with `verify`) and load its parameters;
+    `reserve`: room for that many more codes (a patch's)."""
     cdef Graph *g = index.g
     cdef size_t nbytes = h["codes_bytes"], i
     if h["kind"] == KIND_FLOAT32:
@@ -480,23 +486,28 @@ cdef void attach_codes(HNSWIndex index, str path, int fd, dict h, bint verify) e
         for i in range(<size_t> pv.shape[0]):
             g.quant_params[i] = pv[i]
         index._trained = True
+        index._trained_rows = min(<size_t> h["count"], <size_t> _TRAIN_ROWS)  # (not saved: about right)
     if nbytes == 0:
         return
-    g.codes = <char *> map_section(path, fd, h["codes_offset"], nbytes)
-    g.codes_bytes = nbytes
+    if reserve and h["version"] >= _INT8_BOUNDS_SINCE:
+        g.codes = <char *> map_with_room(path, fd, h["codes_offset"], nbytes, nbytes + reserve * g.code_size)
+        g.codes_bytes = nbytes + reserve * g.code_size
+    else:
+        g.codes = <char *> map_section(path, fd, h["codes_offset"], nbytes)
+        g.codes_bytes = nbytes
     g.code_stride = g.code_size
     if verify and section_hash(g.codes, nbytes) != h["codes_hash"]:
         raise CorruptionError(f"{path}: checksum mismatch in the codes")
     if h["kind"] == KIND_INT8 and h["version"] < _INT8_BOUNDS_SINCE:
-        widen_int8_heads(g)
+        widen_int8_heads(g, reserve)
 
 
-cdef void widen_int8_heads(Graph *g) except *:
+cdef void widen_int8_heads(Graph *g, size_t reserve) except *:
     """Format 4 int8 codes ([f32 norm][bytes]) into today's layout, in memory.
     Their error bounds are unknown (infinite): rescoring reads every candidate
     of theirs, as it did, until compact() encodes them again."""
     cdef size_t old_size = kind_code_size_v4(KIND_INT8, g.dim), node
-    cdef size_t nbytes = g.count * g.code_size
+    cdef size_t nbytes = (g.count + reserve) * g.code_size  # (room for a patch's new codes)
     cdef char *block = <char *> map_anonymous(nbytes if nbytes > 0 else 1)
     cdef float *head
     if block == NULL:
@@ -597,48 +608,72 @@ cdef void parse_upper(Graph *g, str path, bytes upper) except *:
 # What changed since a graph file was saved, so that a checkpoint after a few
 # inserts need not rewrite the whole file: the nodes added since and the nodes
 # whose lists or flags changed (marked by mark_changed while tracking), each
-# with its level, flags, level-0 list and upper lists. Loading the base file,
-# then the patch, gives the graph as it was when the patch was made. Only for
-# graphs whose labels are their nodes, with external float32 vectors and no
-# free slots (the database's graphs); others are saved whole.
+# with its level, flags, level-0 list and upper lists, and, for a compact kind,
+# its code where that was written since (every new node's). Loading the base
+# file, then the patch, gives the graph as it was when the patch was made. Only
+# for graphs whose labels are their nodes, with external vectors and no free
+# slots (the database's graphs); others are saved whole.
 #
 #   [magic 8][header: _PATCH fields][u64 header hash] then per node:
 #   [u32 node][u32 level][u32 flags][u32 n][n u32 links][level * (M + 1) u32]
+#
+# Version 2 (compact kinds; float32 graphs still write version 1, which older
+# builds read) adds to the header the kind, the code size, whether the kind was
+# trained and the bytes of its parameters; the body starts with those
+# parameters, and an entry whose flags carry PATCH_HAS_CODE ends with its code
+# (padded to 4 bytes). A patch's parameters must equal its base's when the base
+# was trained: codes are only comparable under one set.
 
 _PATCH_MAGIC = b"VJPATCH\x01"
+_PATCH_MAGIC_2 = b"VJPATCH\x02"
 _PATCH = _struct.Struct("<QQQQqiQQQQ")  # base count, count, n_deleted, label_count, entry point,
                                         # max level, rng, entries, body bytes, body hash
+_PATCH_2 = _struct.Struct("<QQQQqiQQQQIIII")  # ... then kind, code size, trained, parameter bytes
+
+cdef enum:
+    PATCH_HAS_CODE = 0x80000000  # in an entry's flags: its code follows its lists
 
 
 cdef bint patchable(Graph *g) noexcept nogil:
-    return (g.changed != NULL and g.external_vectors and g.labels_are_nodes and g.kind == KIND_FLOAT32
-            and g.n_free == 0)
+    return g.changed != NULL and g.external_vectors and g.labels_are_nodes and g.n_free == 0
 
 
 cdef size_t patch_entries(Graph *g) noexcept nogil:
     cdef size_t node, n = g.count - g.changed_base
     for node in range(g.changed_base):
-        n += g.changed[node]
+        n += g.changed[node] != 0
     return n
 
 
-cdef bytes pack_patch(Graph *g):
+cdef inline bint entry_has_code(Graph *g, size_t node) noexcept nogil:
+    return g.kind != KIND_FLOAT32 and (node >= g.changed_base or g.changed[node] & CHANGED_CODE)
+
+
+cdef bytes pack_patch(HNSWIndex index):
+    cdef Graph *g = index.g
     cdef size_t node, words = 0, entries = 0, pos = 0, lw
+    cdef size_t code_words = (g.code_size + 3) // 4 if g.kind != KIND_FLOAT32 else 0
+    cdef size_t n_params = kind_param_count(g.kind, g.dim) if index._trained else 0
     for node in range(g.count):
         if node >= g.changed_base or g.changed[node]:
             entries += 1
             words += 4 + node_links(g, node, 0)[0] + <size_t> g.levels[node] * (g.M + 1)
-    body = bytearray(words * 4)
+            if entry_has_code(g, node):
+                words += code_words
+    body = bytearray((n_params + words) * 4)
     cdef uint32_t[::1] w
     cdef uint32_t *lst
-    if words:
+    if n_params + words:
         w = memoryview(body).cast("I")
+        if n_params:
+            memcpy(&w[0], g.quant_params, n_params * 4)
+            pos = n_params
         for node in range(g.count):
             if node >= g.changed_base or g.changed[node]:
                 lst = node_links(g, node, 0)
                 w[pos] = <uint32_t> node
                 w[pos + 1] = g.levels[node]
-                w[pos + 2] = node_flags(g, node)[0]
+                w[pos + 2] = node_flags(g, node)[0] | (PATCH_HAS_CODE if entry_has_code(g, node) else 0)
                 w[pos + 3] = lst[0]
                 memcpy(&w[pos + 4], lst + 1, lst[0] * 4)
                 pos += 4 + lst[0]
@@ -646,10 +681,27 @@ cdef bytes pack_patch(Graph *g):
                 if lw:
                     memcpy(&w[pos], g.upper[node], lw * 4)
                     pos += lw
+                if entry_has_code(g, node):
+                    memcpy(&w[pos], node_code(g, node), g.code_size)
+                    pos += code_words
     body = bytes(body)
-    head = _PATCH.pack(g.changed_base, g.count, g.n_deleted, g.label_count, g.entry_point, g.max_level,
-                       g.rng, entries, len(body), _checksum_bytes(body))
-    return _PATCH_MAGIC + head + _struct.pack("<Q", _checksum_bytes(head)) + body
+    fields = (g.changed_base, g.count, g.n_deleted, g.label_count, g.entry_point, g.max_level,
+              g.rng, entries, len(body), _checksum_bytes(body))
+    if g.kind == KIND_FLOAT32:
+        magic, head = _PATCH_MAGIC, _PATCH.pack(*fields)
+    else:
+        magic, head = _PATCH_MAGIC_2, _PATCH_2.pack(*fields, g.kind, g.code_size, index._trained, n_params * 4)
+    return magic + head + _struct.pack("<Q", _checksum_bytes(head)) + body
+
+
+cdef object patch_header(bytes data):
+    """(fields of _PATCH_2, bytes of magic and header) of a patch, or None when it is not one."""
+    magic = data[:len(_PATCH_MAGIC)]
+    if magic == _PATCH_MAGIC and len(data) >= len(magic) + _PATCH.size + 8:
+        return _PATCH.unpack_from(data, len(magic)) + (KIND_FLOAT32, 0, 0, 0), len(magic) + _PATCH.size
+    if magic == _PATCH_MAGIC_2 and len(data) >= len(magic) + _PATCH_2.size + 8:
+        return _PATCH_2.unpack_from(data, len(magic)), len(magic) + _PATCH_2.size
+    return None
 
 
 cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
@@ -657,23 +709,36 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
     cdef Graph *g = index.g
     def bad(what):
         raise CorruptionError(f"{path}: {what}")
-    n_head = len(_PATCH_MAGIC) + _PATCH.size + 8
-    if len(data) < n_head or data[:len(_PATCH_MAGIC)] != _PATCH_MAGIC:
+    parsed = patch_header(data)
+    if parsed is None:
         bad("not a vjson graph patch")
-    head = data[len(_PATCH_MAGIC):len(_PATCH_MAGIC) + _PATCH.size]
-    if _struct.unpack_from("<Q", data, len(_PATCH_MAGIC) + _PATCH.size)[0] != _checksum_bytes(head):
+    fields, n_fixed = parsed
+    if _struct.unpack_from("<Q", data, n_fixed)[0] != _checksum_bytes(data[len(_PATCH_MAGIC):n_fixed]):
         bad("header checksum mismatch")
-    fields = _PATCH.unpack(head)
-    base, count, n_deleted, label_count, entry, max_level, rng, entries, nbytes, body_hash = fields
-    body = data[n_head:]
+    base, count, n_deleted, label_count, entry, max_level, rng, entries, nbytes, body_hash = fields[:10]
+    kind, code_size, trained, params_bytes = fields[10:]
+    body = data[n_fixed + 8:]
     if len(body) != nbytes or nbytes % 4 or _checksum_bytes(body) != body_hash:
         bad("checksum mismatch or truncated")
     if base != g.count or count < base or count >= 0xFFFFFFFF or not g.external_vectors or not g.labels_are_nodes:
         bad(f"patches a graph of {base} nodes, the file holds {g.count}")
+    if kind != g.kind or (kind != KIND_FLOAT32 and code_size != g.code_size):
+        bad("patches a graph of another storage kind")
     if n_deleted > count or label_count != count - n_deleted or not -1 <= max_level <= MAX_LEVEL:
         bad("inconsistent counts")
     if count > 0 and not 0 <= entry < count or count == 0 and entry != -1:
         bad("invalid entry point")
+    cdef size_t n_params = kind_param_count(g.kind, g.dim)
+    if trained > 1 or params_bytes != (n_params * 4 if trained else 0) or params_bytes > nbytes:
+        bad("invalid quantization parameters")
+    cdef bint new_params = False  # learnt again since the base: then every code must be here
+    if trained and n_params:
+        params = np.frombuffer(body, dtype=np.float32, count=n_params)
+        if not np.all(np.isfinite(params)):
+            bad("invalid quantization parameters")
+        new_params = not index._trained or params.tobytes() != bytes(<char[:n_params * 4]> <char *> g.quant_params)
+    elif index._trained and n_params and count > base:
+        bad("its new codes were written without quantization parameters")
     if count > g.capacity and grow_nodes(g, count) != 0:
         raise MemoryError()
     if g.changed == NULL:
@@ -682,18 +747,21 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
             raise MemoryError()
     g.changed_base = base
     cdef const uint32_t[::1] w = memoryview(body).cast("I") if nbytes else None
-    cdef size_t pos = 0, total = nbytes // 4, node, level, flags, n, lw, k
+    cdef size_t pos = params_bytes // 4, total = nbytes // 4, node, level, flags, n, lw, k
     cdef size_t c_base = base, c_count = count, c_entries = entries  # (C loops below)
+    cdef size_t code_words = (g.code_size + 3) // 4 if g.kind != KIND_FLOAT32 else 0, cw
     cdef int64_t deleted = g.n_deleted
-    cdef size_t next_new = c_base
+    cdef size_t next_new = c_base, base_codes = 0
     cdef uint32_t *lst
     for k in range(c_entries):
         if pos + 4 > total:
             bad("truncated entry")
         node, level, flags, n = w[pos], w[pos + 1], w[pos + 2], w[pos + 3]
         lw = level * (g.M + 1)
+        cw = code_words if flags & PATCH_HAS_CODE else 0
+        flags &= ~(<size_t> PATCH_HAS_CODE)
         if (node >= c_count or level > MAX_LEVEL or flags & ~(<size_t> FLAG_DELETED) or n > g.M0
-                or pos + 4 + n + lw > total):
+                or pos + 4 + n + lw + cw > total or (node >= c_base and cw == 0 and code_words)):
             bad(f"invalid entry for node {node}")
         if node >= c_base:
             if node != next_new:
@@ -707,8 +775,9 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
             bad(f"invalid entry for node {node}")
         else:
             deleted -= node_deleted(g, node)
+            base_codes += cw != 0
         deleted += flags & FLAG_DELETED
-        g.changed[node] = 1
+        g.changed[node] = CHANGED_LISTS | (CHANGED_CODE if cw else 0)
         node_flags(g, node)[0] = <uint32_t> flags
         lst = node_links(g, node, 0)
         lst[0] = <uint32_t> n
@@ -716,9 +785,13 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
             memcpy(lst + 1, &w[pos + 4], n * 4)
         if lw:
             memcpy(g.upper[node], &w[pos + 4 + n], lw * 4)
-        pos += 4 + n + lw
+        if cw:
+            memcpy(<char *> node_code(g, node), &w[pos + 4 + n + lw], g.code_size)
+        pos += 4 + n + lw + cw
     if pos != total or next_new != c_count:
         bad("entries do not match the counts")
+    if new_params and base_codes != c_base:
+        bad("its quantization parameters are not its base's")
     for node in range(c_count):  # every link of a patched node
         if not g.changed[node]:
             continue
@@ -734,3 +807,7 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
     g.n_deleted, g.label_count, g.entry_point, g.max_level, g.rng = n_deleted, label_count, entry, max_level, rng
     if count > 0 and g.levels[g.entry_point] != g.max_level:
         bad("entry point is not on the top level")
+    if new_params:  # a base saved empty, or learnt again since (every code re-encoded)
+        memcpy(g.quant_params, <const char *> body, n_params * 4)
+        index._trained = True
+        index._trained_rows = min(c_count, <size_t> _TRAIN_ROWS)

@@ -224,7 +224,8 @@ static int vj_simd_set(int level) {
         if (__builtin_cpu_supports("popcnt")) k.hamming = vj_hamming_popcnt;
     }
     if (level == VJ_SIMD_AVX512) {
-        k.l2sq = vj_l2sq_avx512; k.ipdist = vj_ipdist_avx512;  /* dot_u8 stays avx2's (simd_codes.h) */
+        k.l2sq = vj_l2sq_avx512; k.ipdist = vj_ipdist_avx512;
+        if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) k.dot_u8 = vj_dot_u8_avx512bw;
         k.l2sq_f16 = vj_l2sq_f16_avx512; k.ipdist_f16 = vj_ipdist_f16_avx512;
     }
 #endif

@@ -112,6 +112,9 @@ class HNSWIndex:
     def trained(self) -> bool:
         """Whether the storage kind is ready to encode."""
     @property
+    def trained_rows(self) -> int:
+        """How many rows the compact kind's parameters were learnt from (0: not yet)."""
+    @property
     def quantization_params(self) -> npt.NDArray[np.float32] | None:
         """The learnt parameters (int8: lo then step per dimension; binary: thresholds)."""
     def train(self, sample: npt.ArrayLike) -> None:
