@@ -11,7 +11,7 @@
  *            float query needs a widening, a conversion and an FMA for
  *   binary:  the Hamming distance of two bit strings of `dim` bits (zero-padded
  *            to 64-bit words)
- * Scalar versions are portable C; AVX2 (+F16C) and AVX-512F versions carry
+ * Scalar versions are portable C; AVX2 (+F16C), AVX-512F and AVX-512BW versions carry
  * target attributes and are chosen at run time with the float32 kernels.
  */
 #ifndef VJ_SIMD_CODES_H
