@@ -14,7 +14,7 @@ A folder built by an older vjson is brought to the current format first (one
 insert, then a close, which rewrites everything once); the copies start from
 that. Results go to --out as a small JSON (commit, machine, versions).
 
-    python benchmarks/bench_open_close.py [--rows 1000000] [--dim 32] [--passes 5]
+    python benchmarks/bench_open_close.py [--rows 1000000] [--dim 32] [--passes 5] [--quantization int8]
         [--db /tmp/vjson-open-close-1000000x32] [--out benchmarks/results/open-close-1m.json]
 """
 
@@ -39,10 +39,10 @@ from _report import git_state, log  # noqa: E402
 CASES = ("nothing", "insert 0.1%", "insert 1%", "1,000 metadata updates", "1,000 deletes")
 
 
-def build(path: Path, rows: int, dim: int) -> None:
+def build(path: Path, rows: int, dim: int, quantization: str | None = None) -> None:
     rng = np.random.default_rng(0)
     t = time.perf_counter()
-    db = vjson.VectorDB(path, dimension=dim, metric="l2", durability="flush")
+    db = vjson.VectorDB(path, dimension=dim, metric="l2", durability="flush", quantization=quantization)
     step = 50_000
     for start in range(0, rows, step):
         n = min(step, rows - start)
@@ -92,12 +92,14 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="where the per-case copies go")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--label", default="", help="a name for this build in the output (e.g. main)")
+    ap.add_argument("--quantization", default=None, help="the database's kind (default float32)")
     args = ap.parse_args()
-    base = args.db or Path(f"/tmp/vjson-open-close-{args.rows}x{args.dim}")
+    kind = f"-{args.quantization}" if args.quantization else ""
+    base = args.db or Path(f"/tmp/vjson-open-close-{args.rows}x{args.dim}{kind}")
     work = args.work or Path(f"{base}-work-{os.getpid()}")
     if not (base / "MANIFEST.json").exists():
         log(f"building {args.rows:,} x {args.dim} at {base}")
-        build(base, args.rows, args.dim)
+        build(base, args.rows, args.dim, args.quantization)
     src = base
     if manifest_format(base) < vjson.database.FORMAT_VERSION:
         src = Path(f"{base}-format{vjson.database.FORMAT_VERSION}")
@@ -139,6 +141,7 @@ def main() -> None:
         log(f"  {name:<40} {ms:>10.1f}")
     if args.out:
         result = {"benchmark": "open-close", "label": args.label, "rows": args.rows, "dim": args.dim,
+                  "quantization": args.quantization,
                   "passes": args.passes, "ms": medians, **git_state(), "vjson": vjson.__version__,
                   "python": platform.python_version(), "machine": platform.machine(),
                   "cpus": os.cpu_count(), "platform": platform.platform()}

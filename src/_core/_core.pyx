@@ -21,6 +21,15 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.types cimport off_t
 from posix.unistd cimport close as close_fd, pread, usleep
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
+cdef extern from *:
+    """
+    #include <sys/mman.h>
+    #ifndef MADV_HUGEPAGE  /* Linux only: back a mapping with huge pages where possible */
+    #define MADV_HUGEPAGE 0
+    #endif
+    """
+    int MADV_HUGEPAGE
+    int madvise(void *addr, size_t length, int advice) nogil
 
 from graph cimport *
 from heap cimport Heap, HeapItem, heap_free, heap_pop, heap_push, heap_reserve
