@@ -937,8 +937,8 @@ class TextIndex:
             searcher = index.searcher()
             if mask is None:
                 return self._collect(searcher, parsed, k, None)[0]
-            allowed_rows = np.flatnonzero(mask)
-            n_allowed = len(allowed_rows)
+            # a popcount: listing the rows costs 40x more, and only the pushdown needs them
+            n_allowed = int(np.count_nonzero(mask))
             if n_allowed == 0:
                 return _empty_result()
             n_live = max(int(searcher.num_docs), 1)
@@ -953,7 +953,7 @@ class TextIndex:
                 if depth >= n_live:  # pragma: no cover - depth n_live always exhausts
                     break
                 depth = min(depth * _OVERFETCH_GROWTH, n_live)
-            return self._search_pushdown(searcher, parsed, k, allowed_rows)
+            return self._search_pushdown(searcher, parsed, k, np.flatnonzero(mask))
 
     def _plain_query(self, text: str) -> Any | None:
         """OR of the text's distinct tokens, plus a boosted phrase of all of them;
