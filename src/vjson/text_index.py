@@ -921,7 +921,9 @@ class TextIndex:
                 f = share.get(row)
                 if f is None:
                     text = texts[row]
-                    held = find(text.lower()) if isinstance(text, str) else ()
+                    lower = text.lower() if isinstance(text, str) else ""
+                    # (most hits hold only other forms: a substring test rules them out cheaply)
+                    held = find(lower) if any(w in lower for w in words) else ()
                     f = share[row] = 1.0 + EXACT_FORM_WEIGHT * len(words.intersection(held)) / len(words)
                 factor[i] = f
             boosted = scores * factor
