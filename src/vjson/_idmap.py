@@ -163,7 +163,16 @@ class IdMap:
         return self.keys()
 
     def check(self) -> None:
-        """verify(): every live id is found at its row through the hash tables."""
+        """verify(): every live id is found at its row through the hash tables.
+
+        Each segment's table is checked against its ids whole (Segment.verify:
+        the table sorts exactly the hashes of its rows' ids), so a live id is
+        found at its row unless another live row holds it too: that is what
+        is left to check here, on all ids at once (a lookup per id took 20 µs
+        at 1M rows)."""
+        for seg in self._segments:
+            seg.check_hash_table()
+        seen: dict[str, int] = {}
         for rid, row in self.items():
-            if rid not in self._changes and self._base(rid) != row:
-                raise CorruptionError(f"id {rid!r} of row {row} is not found through its segment's hash table")
+            if seen.setdefault(rid, row) != row:
+                raise CorruptionError(f"id {rid!r} is live at rows {seen[rid]} and {row}")
