@@ -57,6 +57,8 @@ cdef struct Scratch:
     float *query           # the normalised copy of a cosine query
     float *prepared        # the query in the storage kind's form (distance.pxi)
     float *prepared_node   # a node prepared as a query while building
+    float *kept_prepared   # select_neighbours: each kept neighbour prepared as a query (M0 of them)
+    void *kept_queries     # ... and their Query structs (distance.pxi)
     float *rows            # float32 rows read for rescoring
     size_t rows_capacity
 
