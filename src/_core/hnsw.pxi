@@ -622,8 +622,9 @@ cdef float TWO_HOP_STRETCH = 1.08
 # Far from the data (a random query) nearly every node is within the stretch:
 # stretched walks stop stretching after STRETCH_EXPANSIONS times the expansions
 # of an unfiltered walk of ef (one hop; its filtered walk expands ~ef * s**0.35)
-# or of the two-hop beam. Without it random queries ran at 0.05-0.3x unfiltered;
-# with it >= ~0.4x, and the one-word queries' recall is the same.
+# or STRETCH_EXPANSIONS + 1 times the two-hop beam. Without it random Gaussian
+# queries ran at 0.05-0.3x unfiltered, with it at 0.4-0.6x; the one-word
+# queries' recall moved by <= 0.001.
 cdef enum:
     STRETCH_EXPANSIONS = 3
 
@@ -637,8 +638,8 @@ cdef inline size_t filtered_beam(size_t ef, size_t k, size_t allowed_count, size
     walk and still finds more of the true top 10 (it computes the distance of
     every node on its way); the stretch spends the rest on the hard queries.
     A two-hop expansion computes distances for the allowed nodes within two
-    hops, about M0**2 * s of them (up to TWO_HOP_FRESH * M0): the beam shrinks
-    as 2 / (s * M0) above ~9 %, at most 0.7 * ef below. Measured on 80k
+    hops, about M0**2 * s of them (up to TWO_HOP_FRESH * M0): the beam is
+    ef * 2.2 / (s * M0) above ~10 % and 0.7 * ef below. Measured on 80k
     WordNet glosses and one-word queries (benchmarks/bench_filters.py
     --defaults --word-queries).
     """
