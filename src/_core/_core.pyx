@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from libc.math cimport INFINITY, ceil, cos, fabs, floor, isfinite, log, nearbyint, sqrt
+from libc.math cimport INFINITY, ceil, cos, fabs, floor, isfinite, log, nearbyint, pow, sqrt
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset

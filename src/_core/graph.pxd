@@ -54,6 +54,7 @@ cdef struct Scratch:
     uint32_t *fresh        # the unvisited neighbours of the node being expanded
     Heap sorted            # results in ascending order, for neighbour selection
     Heap selected
+    Heap top               # a filtered walk's best k so far (its stretched bound)
     float *query           # the normalised copy of a cosine query
     float *prepared        # the query in the storage kind's form (distance.pxi)
     float *prepared_node   # a node prepared as a query while building
