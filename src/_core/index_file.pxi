@@ -376,10 +376,10 @@ cdef void *map_with_room(str path, int fd, size_t offset, size_t nbytes, size_t 
     read into them: a patch writing into most pages of the section would otherwise take a
     copy-on-write fault per page (measured at 1M nodes: 36,000 faults, 250 ms, against one
     sequential read)."""
-    cdef void *block = mmap(NULL, room, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    cdef void *block = map_anonymous(room)
     cdef size_t done = 0
     cdef Py_ssize_t got
-    if block == MAP_FAILED:
+    if block == NULL:
         raise MemoryError()
     if read:
         madvise(block, room, MADV_HUGEPAGE)  # (where the kernel has them: 512x fewer faults)
@@ -431,9 +431,10 @@ cdef object read_index_file(str path, bint verify, object ef_search, object patc
         index = HNSWIndex(h["dim"], _METRIC_NAMES[h["metric"]], h["M"], h["ef_construction"],
                           capacity=0, ef_search=ef_search, external_vectors=h["external_vectors"] == 1,
                           quantization=_KIND_NAMES[h["kind"]])
-        attach_sections(index, path, f.fileno(), h, upper, free_list, verify,
-                        patch_growth(path, patch, h["count"]), patch_is_wide(patch, h["count"]))
-        attach_codes(index, path, f.fileno(), h, verify, patch_growth(path, patch, h["count"]))
+        reserve = patch_growth(path, patch, h["count"])
+        attach_sections(index, path, f.fileno(), h, upper, free_list, verify, reserve,
+                        patch_is_wide(patch, h["count"]))
+        attach_codes(index, path, f.fileno(), h, verify, reserve)
     if patch is not None:
         apply_patch(index, path, patch)
     return index
@@ -445,7 +446,6 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
     `read_level0`: read the records rather than map them (a patch will write most pages)."""
     cdef Graph *g = index.g
     cdef size_t count = h["count"], i, cap = h["count"] + reserve
-    cdef char *block
     g.rng = h["rng"]
     g.labels_are_nodes = h["labels_are_nodes"] == 1
     g.levels = <uint8_t *> calloc(cap + 1, 1)
