@@ -373,6 +373,42 @@ def test_a_patch_on_its_base_file_gives_the_graph_back(tmp_path):
         vjson.HNSWIndex.load(tmp_path / "other.vjx", patch=patch)
 
 
+def test_a_patch_with_correct_checksums_but_a_bad_link_is_refused(tmp_path):
+    """Links are checked in the patch itself: one out of range on level 0 or above, its
+    checksums made right again, is refused rather than followed by a search."""
+    data = clustered(3000, 8, 17)
+    index = vjson.HNSWIndex(8, "l2", M=8, ef_construction=64, external_vectors=True)
+    index.attach_vectors(data)
+    index.add_stored(np.arange(2000))
+    index.save(tmp_path / "base.vjx")
+    index.track_changes()
+    index.add_stored(np.arange(2000, 3000))
+    patch = index.patch()
+    head = struct.Struct("<QQQQqiQQQQ")  # the version-1 header (float32)
+    fields = list(head.unpack_from(patch, 8))
+    body = bytearray(patch[8 + head.size + 8:])
+    words = np.frombuffer(body, dtype="<u4")
+    starts, pos = [], 0
+    while pos < len(words):  # [node][level][flags][n][n links][level * (M + 1) words]
+        starts.append(pos)
+        pos += 4 + int(words[pos + 3]) + int(words[pos + 1]) * 9
+    assert pos == len(words) and len(starts) == fields[7]
+
+    def reframed(word, value):
+        b = bytearray(body)
+        struct.pack_into("<I", b, 4 * word, value)
+        fields[9] = vjson._core._checksum_bytes(bytes(b))
+        h = head.pack(*fields)
+        return patch[:8] + h + struct.pack("<Q", vjson._core._checksum_bytes(h)) + bytes(b)
+
+    level0 = next(p for p in starts if words[p + 3] > 0)
+    upper = next(p for p in starts if words[p + 1] > 0 and words[p + 4 + words[p + 3]] > 0)
+    vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=reframed(level0 + 4, int(words[level0 + 4])))  # unchanged: fine
+    for word in (level0 + 4, upper + 4 + int(words[upper + 3]) + 1):
+        with pytest.raises(vjson.CorruptionError, match="links to invalid node"):
+            vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=reframed(word, 3000 + 7))
+
+
 @pytest.mark.parametrize("kind", ["float16", "int8", "binary"])
 def test_a_patch_of_a_quantized_graph_carries_its_new_codes(tmp_path, kind):
     """A compact kind's patch holds the codes written since its base: the patched graph

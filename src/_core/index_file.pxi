@@ -369,6 +369,33 @@ cdef void *map_section(str path, int fd, size_t offset, size_t nbytes) except NU
     return p
 
 
+cdef enum:
+    READ_SPLIT_BYTES = 16 << 20  # a section this big is read on all cores
+
+
+cdef struct ReadJob:
+    int fd
+    char *dst
+    size_t offset, nbytes, parts
+    int failed
+
+
+cdef void read_task(void *ctx, size_t item, int worker) noexcept nogil:
+    """Read part `item` of a section (page-aligned parts) into its place."""
+    cdef ReadJob *job = <ReadJob *> ctx
+    cdef size_t step = ((job.nbytes // job.parts) | 4095) + 1
+    cdef size_t start = min(item * step, job.nbytes), end = min(start + step, job.nbytes)
+    cdef Py_ssize_t got
+    if item == job.parts - 1:
+        end = job.nbytes
+    while start < end:
+        got = pread(job.fd, job.dst + start, end - start, <off_t> (job.offset + start))
+        if got <= 0:
+            job.failed = 1
+            return
+        start += got
+
+
 cdef void *map_with_room(str path, int fd, size_t offset, size_t nbytes, size_t room,
                          bint read=False) except NULL:
     """A file section mapped (MAP_PRIVATE) over the start of `room` anonymous bytes, so that
@@ -377,19 +404,17 @@ cdef void *map_with_room(str path, int fd, size_t offset, size_t nbytes, size_t 
     copy-on-write fault per page (measured at 1M nodes: 36,000 faults, 250 ms, against one
     sequential read)."""
     cdef void *block = map_anonymous(room)
-    cdef size_t done = 0
-    cdef Py_ssize_t got
+    cdef ReadJob job
+    cdef int threads = default_threads() if nbytes >= READ_SPLIT_BYTES else 1
     if block == NULL:
         raise MemoryError()
     if read:
         madvise(block, room, MADV_HUGEPAGE)  # (where the kernel has them: 512x fewer faults)
-        with nogil:
-            while done < nbytes:
-                got = pread(fd, <char *> block + done, nbytes - done, offset + done)
-                if got <= 0:
-                    break
-                done += got
-        if done < nbytes:
+        job.fd, job.dst, job.offset, job.nbytes, job.failed = fd, <char *> block, offset, nbytes, 0
+        job.parts = 4 * <size_t> threads
+        with nogil:  # (in parts on all cores: clearing the pages and copying them is most of it)
+            vj_parallel_for(job.parts, threads, read_task, &job)
+        if job.failed:
             munmap(block, room)
             raise OSError(f"{path}: cannot read {nbytes} bytes")
     elif mmap(block, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, offset) == MAP_FAILED:
@@ -743,7 +768,7 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
         bad("header checksum mismatch")
     base, count, n_deleted, label_count, entry, max_level, rng, entries, nbytes, body_hash = fields[:10]
     kind, code_size, trained, params_bytes = fields[10:]
-    body = data[n_fixed + 8:]
+    body = memoryview(data)[n_fixed + 8:]  # (a view: a patch can be many megabytes)
     if len(body) != nbytes or nbytes % 4 or _checksum_bytes(body) != body_hash:
         bad("checksum mismatch or truncated")
     if base != g.count or count < base or count >= 0xFFFFFFFF or not g.external_vectors or not g.labels_are_nodes:
@@ -777,7 +802,8 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
     cdef size_t c_base = base, c_count = count, c_entries = entries  # (C loops below)
     cdef size_t code_words = (g.code_size + 3) // 4 if g.kind != KIND_FLOAT32 else 0, cw
     cdef int64_t deleted = g.n_deleted
-    cdef size_t next_new = c_base, base_codes = 0
+    cdef size_t next_new = c_base, base_codes = 0, j
+    cdef bint upper_changed = False
     cdef uint32_t *lst
     for k in range(c_entries):
         if pos + 4 > total:
@@ -805,12 +831,16 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
         deleted += flags & FLAG_DELETED
         g.changed[node] = CHANGED_LISTS | (CHANGED_CODE if cw else 0)
         node_flags(g, node)[0] = <uint32_t> flags
+        for j in range(pos + 4, pos + 4 + n):  # (checked here, in the patch, not again in the records)
+            if w[j] >= c_count:
+                bad(f"node {node} links to invalid node {w[j]}")
         lst = node_links(g, node, 0)
         lst[0] = <uint32_t> n
         if n:
             memcpy(lst + 1, &w[pos + 4], n * 4)
         if lw:
             memcpy(g.upper[node], &w[pos + 4 + n], lw * 4)
+            upper_changed = True
         if cw:
             memcpy(<char *> node_code(g, node), &w[pos + 4 + n + lw], g.code_size)
         pos += 4 + n + lw + cw
@@ -818,12 +848,12 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
         bad("entries do not match the counts")
     if new_params and base_codes != c_base:
         bad("its quantization parameters are not its base's")
-    for node in range(c_count):  # every link of a patched node
+    for node in range(c_count if upper_changed else 0):  # every upper link of a patched node
         if not g.changed[node]:
             continue
-        for level in range(g.levels[node] + 1):
+        for level in range(1, g.levels[node] + 1):
             lst = node_links(g, node, level)
-            if lst[0] > (g.M0 if level == 0 else g.M):
+            if lst[0] > g.M:
                 bad(f"node {node} has {lst[0]} links on level {level}")
             for k in range(1, lst[0] + 1):
                 if lst[k] >= c_count or g.levels[lst[k]] < level:
@@ -834,6 +864,6 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
     if count > 0 and g.levels[g.entry_point] != g.max_level:
         bad("entry point is not on the top level")
     if new_params:  # a base saved empty, or learnt again since (every code re-encoded)
-        memcpy(g.quant_params, <const char *> body, n_params * 4)
+        memcpy(g.quant_params, &w[0], n_params * 4)
         index._trained = True
         index._trained_rows = min(c_count, <size_t> _TRAIN_ROWS)

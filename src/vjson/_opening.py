@@ -170,7 +170,7 @@ def _open_graph(path: Path, m: dict, ef_search: int, max_elements: int | None) -
                                capacity=max_elements or 1024, ef_search=ef_search,
                                external_vectors=m.get("external_vectors", False),
                                quantization=m.get("quantization"))
-    patch = read_blob(path / m["graph_patch"]) if m.get("graph_patch") else None
+    patch = read_blob(path / m["graph_patch"], self_checked=True) if m.get("graph_patch") else None
     graph = _core.HNSWIndex.load(path / m["graph"], ef_search=ef_search, patch=patch)
     if patch is None:  # (a patched graph tracks its changes from its base file already)
         graph.track_changes()
