@@ -684,6 +684,7 @@ _PATCH_2 = _struct.Struct("<QQQQqiQQQQIIII")  # ... then kind, code size, traine
 
 cdef enum:
     PATCH_HAS_CODE = 0x80000000  # in an entry's flags: its code follows its lists
+    PATCH_LOOKAHEAD = 8          # entries whose records apply_patch fetches ahead
 
 
 cdef bint patchable(Graph *g) noexcept nogil:
@@ -803,10 +804,19 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data) except *:
     cdef size_t c_base = base, c_count = count, c_entries = entries  # (C loops below)
     cdef size_t code_words = (g.code_size + 3) // 4 if g.kind != KIND_FLOAT32 else 0, cw
     cdef int64_t deleted = g.n_deleted
-    cdef size_t next_new = c_base, base_codes = 0, j
+    cdef size_t next_new = c_base, base_codes = 0, j, ahead = pos, a
     cdef bint upper_changed = False
     cdef uint32_t *lst
-    for k in range(c_entries):
+    for k in range(c_entries + PATCH_LOOKAHEAD):
+        # Touch the record PATCH_LOOKAHEAD entries ahead: the entries are in node
+        # order but far apart, and each first touch was a miss to memory.
+        if ahead + 4 <= total:
+            a = w[ahead]
+            if a < g.capacity:
+                __builtin_prefetch(node_record(g, a))
+            ahead += 4 + w[ahead + 3] + w[ahead + 1] * (g.M + 1) + (code_words if w[ahead + 2] & PATCH_HAS_CODE else 0)
+        if k < PATCH_LOOKAHEAD:
+            continue
         if pos + 4 > total:
             bad("truncated entry")
         node, level, flags, n = w[pos], w[pos + 1], w[pos + 2], w[pos + 3]
