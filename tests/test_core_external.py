@@ -339,15 +339,22 @@ def test_records_file_is_mapped_and_damage_is_found_by_verify(tmp_path):
         vjson.HNSWIndex.load(tmp_path / "d.vjx", verify=True)
 
 
+def _saved_base(tmp_path, n, base_rows, seed):
+    """n clustered 8-d vectors, the first base_rows of them in an external-vector graph
+    saved as base.vjx, which then tracks its changes (for patches)."""
+    data = clustered(n, 8, seed)
+    index = vjson.HNSWIndex(8, "l2", M=8, ef_construction=64, external_vectors=True)
+    index.attach_vectors(data)
+    index.add_stored(np.arange(base_rows))
+    index.save(tmp_path / "base.vjx")
+    index.track_changes()
+    return data, index
+
+
 def test_a_patch_on_its_base_file_gives_the_graph_back(tmp_path):
     """patch(): the nodes added or changed since the base file; load(base, patch=) rebuilds
     the graph exactly, and refuses a damaged patch or one of another base."""
-    data = clustered(4000, 8, 16)
-    index = vjson.HNSWIndex(8, "l2", M=8, ef_construction=64, external_vectors=True)
-    index.attach_vectors(data)
-    index.add_stored(np.arange(3000))
-    index.save(tmp_path / "base.vjx")
-    index.track_changes()
+    data, index = _saved_base(tmp_path, 4000, 3000, seed=16)
     assert index.patch_nodes == 0
     index.add_stored(np.arange(3000, 3100))
     index.delete(np.arange(0, 50, 5))
@@ -376,12 +383,7 @@ def test_a_patch_on_its_base_file_gives_the_graph_back(tmp_path):
 def test_a_patch_with_correct_checksums_but_a_bad_link_is_refused(tmp_path):
     """Links are checked in the patch itself: one out of range on level 0 or above, its
     checksums made right again, is refused rather than followed by a search."""
-    data = clustered(3000, 8, 17)
-    index = vjson.HNSWIndex(8, "l2", M=8, ef_construction=64, external_vectors=True)
-    index.attach_vectors(data)
-    index.add_stored(np.arange(2000))
-    index.save(tmp_path / "base.vjx")
-    index.track_changes()
+    data, index = _saved_base(tmp_path, 3000, 2000, seed=17)
     index.add_stored(np.arange(2000, 3000))
     patch = index.patch()
     head = struct.Struct("<QQQQqiQQQQ")  # the version-1 header (float32)

@@ -381,13 +381,11 @@ cdef struct ReadJob:
 
 
 cdef void read_task(void *ctx, size_t item, int worker) noexcept nogil:
-    """Read part `item` of a section (page-aligned parts) into its place."""
+    """Read part `item` of a section (page-aligned parts, which together cover it) into its place."""
     cdef ReadJob *job = <ReadJob *> ctx
-    cdef size_t step = ((job.nbytes // job.parts) | 4095) + 1
+    cdef size_t step = ((job.nbytes // job.parts) | 4095) + 1  # (> nbytes / parts)
     cdef size_t start = min(item * step, job.nbytes), end = min(start + step, job.nbytes)
     cdef Py_ssize_t got
-    if item == job.parts - 1:
-        end = job.nbytes
     while start < end:
         got = pread(job.fd, job.dst + start, end - start, <off_t> (job.offset + start))
         if got <= 0:
