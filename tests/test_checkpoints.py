@@ -197,6 +197,46 @@ def test_a_close_after_a_small_change_writes_little_row_data(tmp_path):
         assert db.verify()["ok"]
 
 
+def test_a_big_graph_is_saved_whole_rather_than_given_a_wide_patch(tmp_path, monkeypatch):
+    """A wide patch (1 node in 64 or more) would make opening read all of level 0: from
+    WHOLE_GRAPH_NODES on the close saves the graph whole instead; a narrow one stays a patch."""
+    n = 4000
+    rng = np.random.default_rng(8)
+    path = tmp_path / "db"
+    data = rng.normal(size=(n + 241, DIM)).astype(np.float32)
+    with vjson.VectorDB(path, dimension=DIM, metric="l2") as db:
+        db.insert_batch([f"id{i}" for i in range(n)], data[:n])
+
+    def session(action) -> dict:
+        with vjson.VectorDB(path) as db:
+            action(db)
+            wide = db._gen.graph.patch_is_wide
+        m = json.loads((path / "MANIFEST.json").read_text())
+        m["wide"] = wide
+        return m
+
+    monkeypatch.setattr(_checkpoint, "WHOLE_GRAPH_NODES", 1000)
+    def delete_and_insert_one(db):
+        db.delete([f"id{i}" for i in range(0, 50, 10)])
+        db.insert("solo", data[n + 240])
+        assert 0 < db._gen.graph.patch_nodes < n / 64
+
+    m = session(delete_and_insert_one)
+    assert not m["wide"] and m["graph_patch"] and m["graph"] == "graph-1.vjx"
+    m = session(lambda db: db.insert_batch([f"id{i}" for i in range(n, n + 200)], data[n:n + 200]))
+    assert m["wide"] and m["graph_patch"] is None and m["graph"] != "graph-1.vjx"
+    monkeypatch.setattr(_checkpoint, "WHOLE_GRAPH_NODES", 10 ** 9)  # a small graph: the patch stays
+    m = session(lambda db: db.insert_batch([f"id{i}" for i in range(n + 200, n + 240)], data[n + 200:n + 240]))
+    assert m["wide"] and m["graph_patch"]
+    live = [i for i in range(n + 240) if i % 10 or i >= 50]
+    with vjson.VectorDB(path, read_only=True) as db:
+        assert len(db) == len(live) + 1 and "id10" not in db and "id4239" in db
+        assert db.search(data[n + 240], k=1)[0].id == "solo"
+        for i in (1, n + 7, n + 239):
+            assert db.search(data[i], k=1)[0].id == f"id{i}"
+        assert db.verify()["ok"]
+
+
 def test_the_filter_file_is_rewritten_once_enough_changed(tmp_path, monkeypatch):
     monkeypatch.setattr(_checkpoint, "FILTERS_REWRITE_FRACTION", 0.1)
     rng = np.random.default_rng(2)

@@ -1338,6 +1338,13 @@ cdef class HNSWIndex:
             return None
         return patch_entries(g)
 
+    @property
+    def patch_is_wide(self):
+        """Whether loading the patch() of now would read the base's level 0 whole rather
+        than map it (see wide_patch): at a million nodes that read is most of an open."""
+        cdef Graph *g = self.open_graph()
+        return patchable(g) and wide_patch(patch_entries(g), g.changed_base)
+
     def patch(self):
         """What changed since track_changes() (or since the base file and patch it was loaded
         from), as bytes for load(base, patch=...); None when this graph cannot be patched."""

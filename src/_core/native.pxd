@@ -44,3 +44,6 @@ cdef extern from "parallel.h" nogil:
 
 cdef extern from "checksum.h" nogil:
     uint64_t vj_checksum64(const void *data, size_t length, uint64_t seed)
+
+cdef extern from "pages.h" nogil:
+    void vj_touch_for_write(void *p, size_t n)

@@ -11,7 +11,8 @@ A checkpoint writes (see vjson._segments for the row data files):
 - the filter index file only when the rows changed since it was written
   exceed a fraction of it (opening re-indexes the rest);
 - the graph: a patch of the nodes added or changed since the graph file was
-  saved, while those stay below a fraction of it; else the whole file.
+  saved, while those stay below a fraction of it (and, for a big graph, while
+  opening can map its file rather than read it); else the whole file.
 
 It returns the new manifest; the caller makes it current (the commit point)
 after writing the lease that names its files, and then, if the graph was saved
@@ -37,6 +38,12 @@ from vjson.storage import atomic_write, storage_error, sync_folder, write_blob
 FILTERS_REWRITE_FRACTION = 0.1
 #: Save the whole graph once a patch would hold more than this fraction of its nodes.
 GRAPH_PATCH_FRACTION = 0.3
+#: From this many nodes on, a graph whose patch would be wide (opening it reads
+#: all of level 0 rather than mapping it) is saved whole instead: at a million
+#: nodes that read is ~100 ms of an open, a full save ~250 ms of a close, and
+#: every later open maps the file. (1% inserts rewrite the lists of 14% of the
+#: nodes; 0.1% of 2%: both wide.) Below it a wide patch opens in milliseconds.
+WHOLE_GRAPH_NODES = 250_000
 #: Fold the metadata changed in older segments into a merged segment once
 #: they exceed this fraction of the rows (the delta holds them meanwhile).
 DELTA_FOLD_FRACTION = 0.05
@@ -112,7 +119,8 @@ def _write_graph(path: Path, m: dict, gen: Generation, c: int, same: bool) -> tu
     """A patch on the current graph file (its name kept), or the whole graph: (graph, graph_patch)."""
     graph = gen.graph
     nodes = graph.patch_nodes
-    if same and m.get("graph") and nodes is not None and nodes <= GRAPH_PATCH_FRACTION * len(graph):
+    if (same and m.get("graph") and nodes is not None and nodes <= GRAPH_PATCH_FRACTION * len(graph)
+            and not (len(graph) >= WHOLE_GRAPH_NODES and graph.patch_is_wide)):
         patch = graph.patch()
         if patch is not None:
             name = f"graph-{c}.vjp"

@@ -212,6 +212,9 @@ class HNSWIndex:
     @property
     def patch_nodes(self) -> int | None:
         """Nodes a patch() would hold now, or None if this graph cannot be patched."""
+    @property
+    def patch_is_wide(self) -> bool:
+        """Whether loading the patch() of now would read the base's level 0 whole."""
     def patch(self) -> bytes | None:
         """What changed since track_changes() (or the base file it was loaded from)."""
     @staticmethod
