@@ -765,6 +765,12 @@ cdef object patch_header(bytes data):
     return None
 
 
+cdef inline size_t entry_words(const uint32_t *entry, size_t M, size_t code_words) noexcept nogil:
+    """The words of the patch entry at `entry` (its counts as written: apply_patch checks them)."""
+    return (4 + <size_t> entry[3] + <size_t> entry[1] * (M + 1)
+            + (code_words if entry[2] & PATCH_HAS_CODE else 0))
+
+
 cdef struct TouchJob:
     Graph *g
     const uint32_t *nodes
@@ -793,8 +799,7 @@ cdef void prefault_records(Graph *g, const uint32_t[::1] w, size_t pos, size_t e
             break
         nv[n] = w[pos]
         n += 1
-        pos += (4 + <size_t> w[pos + 3] + <size_t> w[pos + 1] * (g.M + 1)
-                + (code_words if w[pos + 2] & PATCH_HAS_CODE else 0))
+        pos += entry_words(&w[pos], g.M, code_words)
     if n < PREFAULT_MIN_NODES:  # (starting threads would cost more)
         return
     cdef int threads = default_threads()
@@ -864,7 +869,7 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data, bint prefault=False
             a = w[ahead]
             if a < g.capacity:
                 __builtin_prefetch(node_record(g, a))
-            ahead += 4 + w[ahead + 3] + w[ahead + 1] * (g.M + 1) + (code_words if w[ahead + 2] & PATCH_HAS_CODE else 0)
+            ahead += entry_words(&w[ahead], g.M, code_words)
         if k < PATCH_LOOKAHEAD:
             continue
         if pos + 4 > total:
