@@ -361,6 +361,11 @@ cdef uint32_t greedy_descent(const Graph *g, Scratch *s, const Query *q, uint32_
 # ~10 % the cap is rarely reached.
 cdef enum:
     TWO_HOP_FRESH = 3
+# Also measured there, and no better at equal recall (each only moved along the
+# same recall/cost curve): queueing disallowed neighbours behind their parent's
+# distance instead of looking through them at once, one hop only where most
+# neighbours are allowed, reading only the first half of second-hop lists, and
+# scoring the first hop before fetching the second (slower: less in flight).
 
 cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, size_t n, int level,
                            uint16_t tag, const uint8_t *allowed, size_t allowed_bytes) noexcept nogil:
@@ -689,6 +694,9 @@ cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const Query *q, const float *ex
         if exact_scan(g, s, q, pool, allowed, allowed_bytes) != 0:
             return -1
     else:
+        # The unfiltered descent is a good enough start for a filtered walk: on WordNet,
+        # starting level 0 at the true nearest allowed node saved <= 3 % of the distances
+        # under anti-correlated filters (part of speech at 6-21 %)
         entry = greedy_descent(g, s, q, <uint32_t> g.entry_point, g.max_level, 1, locked)
         two_hop = allowed != NULL and allowed_count * TWO_HOP_BELOW < g.label_count
         if allowed != NULL and allowed_count < g.label_count:
