@@ -366,6 +366,13 @@ cdef enum:
 # distance instead of looking through them at once, one hop only where most
 # neighbours are allowed, reading only the first half of second-hop lists, and
 # scoring the first hop before fetching the second (slower: less in flight).
+# What does beat it (a probe, not built here): level-0 lists of the 2M heuristic
+# links plus 2M more of each node's nearest (ACORN-gamma), walked one hop over
+# the allowed neighbours only (two hops when fewer than 2 are allowed), the
+# plain walk reading the heuristic part. With a beam of 1.2 * ef and stretch
+# 1.14-1.16 it ran at 0.76-1.4x unfiltered at 5.7-21 % (this walk: 0.51-0.62x
+# on the same graph), recall@10 0.935-0.986; the beam and stretch must follow
+# the selectivity to hold 0.95 everywhere.
 
 cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, size_t n, int level,
                            uint16_t tag, const uint8_t *allowed, size_t allowed_bytes) noexcept nogil:
