@@ -369,10 +369,11 @@ cdef enum:
 # What does beat it (a probe, not built here): level-0 lists of the 2M heuristic
 # links plus 2M more of each node's nearest (ACORN-gamma), walked one hop over
 # the allowed neighbours only (two hops when fewer than 2 are allowed), the
-# plain walk reading the heuristic part. With a beam of 1.2 * ef and stretch
-# 1.14-1.16 it ran at 0.76-1.4x unfiltered at 5.7-21 % (this walk: 0.51-0.62x
-# on the same graph), recall@10 0.935-0.986; the beam and stretch must follow
-# the selectivity to hold 0.95 everywhere.
+# plain walk reading the heuristic part. With beam and stretch following the
+# selectivity (0.8 * ef and 1.14 at ~6 %, 1.2 * ef and 1.14 at 12 %, 1.2 * ef
+# and 1.18 at 21 %) it ran at 0.94-1.23x unfiltered, recall@10 0.950-0.980
+# (this walk on the same graph: 0.53-0.73x); one fixed setting could not hold
+# 0.95 for the one-word queries at 21 % and 0.8x at 6 % together.
 
 cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, size_t n, int level,
                            uint16_t tag, const uint8_t *allowed, size_t allowed_bytes) noexcept nogil:
