@@ -127,8 +127,8 @@ def test_save_and_load_need_the_vectors_attached(tmp_path):
     index.delete([10, 11])
     path = tmp_path / "g.vjx"
     index.save(path)
-    # the file holds links only: about (12 + 4 * (M0 + 1)) bytes per node, no vector
-    assert path.stat().st_size < 65536 * 2 + 1000 * (16 + 4 * 33) + 20_000
+    # the file holds links only: about (12 + 4 * (M0 + 1) + 4 * (E + 1)) bytes per node, no vector
+    assert path.stat().st_size < 65536 * 2 + 1000 * (16 + 4 * 66) + 20_000
     loaded = vjson.HNSWIndex.load(path, verify=True)
     assert loaded.external_vectors and len(loaded) == 998
     with pytest.raises(vjson.InvalidInputError, match="attach_vectors"):
@@ -179,8 +179,8 @@ def test_identity_labels_need_no_table(tmp_path):
     assert (tmp_path / "a.vjx").stat().st_size < 2 * 65536 + records + 5000 * 4
 
 
-def index_record_size(dim: int, M0: int = 32) -> int:
-    vec_offset = -(-(12 + 4 * (M0 + 1)) // 32) * 32
+def index_record_size(dim: int, M0: int = 32, filter_links: int = 32) -> int:
+    vec_offset = -(-(12 + 4 * (M0 + 1) + 4 * (filter_links + 1 if filter_links else 0)) // 32) * 32
     return -(-(vec_offset + 4 * dim) // 32) * 32
 
 
@@ -259,12 +259,13 @@ def packed(tmp_path):
 def test_packed_file_holds_only_the_links_in_use(packed):
     index, data, path = packed
     h = read_header(path.read_bytes())
-    assert h["version"] == 6 and h["external_vectors"] == 1  # packed since 3, on request since 6
+    assert h["version"] == 7 and h["external_vectors"] == 1  # packed since 3, on request since 6
     assert path.read_bytes()[232:236] == (1).to_bytes(4, "little")  # the level0_packed flag
-    links = index.check()["links"]  # (all levels: level 0 holds most)
-    # a deleted bit and a 1-byte count per node, then 2 bytes per link below 65,536 nodes
-    assert h["level0_bytes"] <= -(-3000 // 8) + 3000 + 2 * links
-    assert h["level0_bytes"] < 3000 * (16 + 4 * 33) / 2.5
+    lists = index.check()
+    links = lists["links"] + lists["filter_links"]  # (all levels: level 0 holds most)
+    # a deleted bit and two 1-byte counts per node, then 2 bytes per link below 65,536 nodes
+    assert h["level0_bytes"] <= -(-3000 // 8) + 2 * 3000 + 2 * links
+    assert h["level0_bytes"] < 3000 * (16 + 4 * 66) / 2.5
     loaded = vjson.HNSWIndex.load(path)
     loaded.attach_vectors(data)
     assert loaded.check()["deleted"] == 300
@@ -280,10 +281,10 @@ def test_three_byte_ids_past_65536_nodes(tmp_path):
     index.save(tmp_path / "big.vjx", pack=True)
     h = read_header((tmp_path / "big.vjx").read_bytes())
     lists = index.check()
-    assert h["level0_bytes"] > -(-n // 8) + n + 2 * (lists["links"] // 2)  # wider than 2 bytes a link
+    assert h["level0_bytes"] > -(-n // 8) + 2 * n + 2 * ((lists["links"] + lists["filter_links"]) // 2)  # wider than 2 bytes a link
     loaded = vjson.HNSWIndex.load(tmp_path / "big.vjx")
     loaded.attach_vectors(data)
-    assert loaded.check()["links"] == lists["links"]
+    assert loaded.check() == lists
     np.testing.assert_array_equal(loaded.search_batch(data[-50:], 5)[0], index.search_batch(data[-50:], 5)[0])
 
 
@@ -296,7 +297,8 @@ def test_damaged_packed_links_are_refused(packed, tmp_path):
     counts = -(-3000 // 8)
     cases = {
         "flip": raw[:start + 500] + bytes([raw[start + 500] ^ 1]) + raw[start + 501:],  # checksum catches it
-        "count": rewrite(raw, level0[:counts + 7] + bytes([200]) + level0[counts + 8:]),  # more than M0 links
+        "count": rewrite(raw, level0[:counts + 6] + bytes([200]) + level0[counts + 7:]),  # more than M0 links
+        "filter count": rewrite(raw, level0[:counts + 7] + bytes([200]) + level0[counts + 8:]),  # more than E
         "link": rewrite(raw, level0[:size - 2] + (65535).to_bytes(2, "little")),  # a node that does not exist
         "deleted bit": rewrite(raw, bytes([level0[0] ^ 2]) + level0[1:]),  # disagrees with the header's count
     }
@@ -320,7 +322,7 @@ def test_records_file_is_mapped_and_damage_is_found_by_verify(tmp_path):
     index.save(path)
     raw = path.read_bytes()
     h = read_header(raw)
-    assert h["version"] == 6 and raw[232:236] == bytes(4)  # not packed
+    assert h["version"] == 7 and raw[232:236] == bytes(4)  # not packed
     assert h["level0_bytes"] == 3000 * h["record_size"]
     loaded = vjson.HNSWIndex.load(path)
     loaded.attach_vectors(data)
@@ -416,9 +418,10 @@ def test_a_patch_with_correct_checksums_but_a_bad_link_is_refused(tmp_path):
     body = bytearray(patch[8 + head.size + 8:])
     words = np.frombuffer(body, dtype="<u4")
     starts, pos = [], 0
-    while pos < len(words):  # [node][level][flags][n][n links][level * (M + 1) words]
+    while pos < len(words):  # [node][level][flags][n][n links][m][m filter links][level * (M + 1) words]
         starts.append(pos)
-        pos += 4 + int(words[pos + 3]) + int(words[pos + 1]) * 9
+        assert words[pos + 2] & 0x40000000  # (the filter links' flag)
+        pos += 4 + int(words[pos + 3]) + 1 + int(words[pos + 4 + words[pos + 3]]) + int(words[pos + 1]) * 9
     assert pos == len(words) and len(starts) == fields[7]
 
     def reframed(word, value):
@@ -429,11 +432,17 @@ def test_a_patch_with_correct_checksums_but_a_bad_link_is_refused(tmp_path):
         return patch[:8] + h + struct.pack("<Q", vjson._core._checksum_bytes(h)) + bytes(b)
 
     level0 = next(p for p in starts if words[p + 3] > 0)
-    upper = next(p for p in starts if words[p + 1] > 0 and words[p + 4 + words[p + 3]] > 0)
+    def upper_start(p):
+        return p + 5 + int(words[p + 3]) + int(words[p + 4 + words[p + 3]])
+
+    upper = next(p for p in starts if words[p + 1] > 0 and words[upper_start(p)] > 0)
+    near = next(p for p in starts if words[p + 4 + words[p + 3]] > 0)
     vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=reframed(level0 + 4, int(words[level0 + 4])))  # unchanged: fine
-    for word in (level0 + 4, upper + 4 + int(words[upper + 3]) + 1):
-        with pytest.raises(vjson.CorruptionError, match="links to invalid node"):
+    for word in (level0 + 4, upper_start(upper) + 1, near + 5 + int(words[near + 3])):
+        with pytest.raises(vjson.CorruptionError, match="link to invalid node|links to invalid node"):
             vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=reframed(word, 3000 + 7))
+    with pytest.raises(vjson.CorruptionError, match="invalid entry"):  # more filter links than E
+        vjson.HNSWIndex.load(tmp_path / "base.vjx", patch=reframed(near + 4 + int(words[near + 3]), 17))
 
 
 @pytest.mark.parametrize("kind", ["float16", "int8", "binary"])

@@ -1,9 +1,12 @@
 # The HNSW graph as plain C data, so every hot path runs without the GIL.
 #
 # Level-0 lives in one block of fixed-size records, one per node:
-#   [u64 label][u32 flags][u32 n_links][u32 links[M0]] pad [f32 vector[dim]] pad
+#   [u64 label][u32 flags][u32 n][u32 links[M0]] ([u32 m][u32 near[E]]) pad [f32 vector[dim]] pad
 # The vector sits beside the links that lead away from it, so expanding a node
-# touches one record. Saved files hold this block verbatim and map it back.
+# touches one record. `links` are the heuristic's (spread across directions,
+# what every walk reads); `near` (E > 0, "filter links") are more of the node's
+# nearest neighbours that the heuristic left out, sorted by distance, which
+# only filtered walks read (hnsw.pxi, gather_filtered). Saved files hold this block verbatim and map it back.
 # With external vectors (the database's mode) records stop after the links and
 # node i's vector is row i of an array the owner attaches (the database's
 # memory-mapped vector file), so vectors are stored once, on disk and in RAM.
@@ -51,6 +54,7 @@ cdef struct Scratch:
     Heap candidates
     Heap results
     uint32_t *link_copy    # a neighbour list copied under its node lock
+    uint32_t *near_copy    # ... and its filter links
     uint32_t *fresh        # the unvisited neighbours of the node being expanded
     Heap sorted            # results in ascending order, for neighbour selection
     Heap selected
@@ -69,6 +73,8 @@ cdef struct Graph:
     int kind               # storage kind of the codes the walk reads
     size_t M               # max links per node on upper levels
     size_t M0              # max links per node on level 0 (2 * M)
+    size_t E               # filter links per node on level 0 (0: none, else M0)
+    float *near_worst      # per node: distance to its last filter link (NaN: not known yet)
     size_t ef_construction
     double level_mult      # 1 / ln(M): the level distribution's scale
     uint64_t rng           # level draws; one sequence per index, so builds replay

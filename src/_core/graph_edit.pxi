@@ -3,17 +3,21 @@
 
 # ---------------------------------------------------------------- lifecycle
 
-cdef inline size_t record_bytes(size_t M0, size_t dim, bint vectors_in_records) noexcept nogil:
-    """Bytes of a level-0 record: the links, then the float32 vector when it lives there."""
-    if not vectors_in_records:
-        return round_up(OFF_LINKS + (M0 + 1) * sizeof(uint32_t), 16)
-    return round_up(round_up(OFF_LINKS + (M0 + 1) * sizeof(uint32_t), 32) + dim * sizeof(float), 32)
+cdef inline size_t list_words(size_t M0, size_t E) noexcept nogil:
+    """u32 words of a record's level-0 lists: [n][M0 links], then [m][E filter links] when E > 0."""
+    return M0 + 1 + (E + 1 if E > 0 else 0)
 
-cdef inline size_t vector_offset(size_t M0, bint vectors_in_records) noexcept nogil:
-    return round_up(OFF_LINKS + (M0 + 1) * sizeof(uint32_t), 32) if vectors_in_records else 0
+cdef inline size_t record_bytes(size_t M0, size_t E, size_t dim, bint vectors_in_records) noexcept nogil:
+    """Bytes of a level-0 record: the lists, then the float32 vector when it lives there."""
+    if not vectors_in_records:
+        return round_up(OFF_LINKS + list_words(M0, E) * sizeof(uint32_t), 16)
+    return round_up(round_up(OFF_LINKS + list_words(M0, E) * sizeof(uint32_t), 32) + dim * sizeof(float), 32)
+
+cdef inline size_t vector_offset(size_t M0, size_t E, bint vectors_in_records) noexcept nogil:
+    return round_up(OFF_LINKS + list_words(M0, E) * sizeof(uint32_t), 32) if vectors_in_records else 0
 
 cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, uint64_t seed,
-                      bint external_vectors, int kind=KIND_FLOAT32) noexcept:
+                      bint external_vectors, int kind=KIND_FLOAT32, bint filter_links=True) noexcept:
     cdef Graph *g = <Graph *> calloc(1, sizeof(Graph))
     cdef size_t i
     if g == NULL:
@@ -22,6 +26,7 @@ cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, 
     g.metric = metric
     g.M = M
     g.M0 = 2 * M
+    g.E = g.M0 if filter_links else 0
     g.ef_construction = ef_construction
     g.level_mult = 1.0 / log(<double> M)
     g.rng = seed
@@ -29,8 +34,8 @@ cdef Graph *new_graph(size_t dim, int metric, size_t M, size_t ef_construction, 
     g.kind = kind
     # float32 vectors sit in the records unless attached; compact codes have a block of their own
     cdef bint in_records = not external_vectors and kind == KIND_FLOAT32
-    g.vec_offset = vector_offset(g.M0, in_records)
-    g.record_size = record_bytes(g.M0, dim, in_records)
+    g.vec_offset = vector_offset(g.M0, g.E, in_records)
+    g.record_size = record_bytes(g.M0, g.E, dim, in_records)
     g.vec_stride = g.record_size if in_records else dim * sizeof(float)
     g.code_size = kind_code_size(kind, dim)
     g.code_stride = g.vec_stride if kind == KIND_FLOAT32 else g.code_size
@@ -72,6 +77,7 @@ cdef void free_graph(Graph *g) noexcept nogil:
     free(g.levels)
     free(g.node_locks)
     free(g.changed)
+    free(g.near_worst)
     free(g.free_nodes)
     if g.level0 != NULL:
         munmap(g.level0, g.level0_bytes)
@@ -206,6 +212,8 @@ cdef void take_free(Graph *g, uint32_t node) noexcept nogil:
 cdef int place_new_node(Graph *g, size_t node, int level) noexcept nogil:
     cdef char *record = node_record(g, node)
     memset(record, 0, g.record_size)
+    if g.near_worst != NULL:
+        g.near_worst[node] = 0.0
     g.levels[node] = <uint8_t> level
     g.upper[node] = NULL
     if level > 0:

@@ -20,13 +20,18 @@
 # Format 6 says in a header flag whether level 0 is packed: files of external
 # vectors are saved as records again by default (mapped at load, so a database
 # of a million rows opens in milliseconds), packed on request (save(pack=True)).
+# Format 7 adds filter links (graph.pxd): `near_links` (E) slots after each
+# level-0 list, in the records and, packed, as a second count and list per
+# node. Graphs without them still write format 6, which older builds read.
 
 import struct as _struct
 
 _MAGIC = b"VJHNSW\x00\x01"
-FORMAT_VERSION = 6  # 2: identity labels without a table; 3: packed level 0 (external vectors); 4: kinds;
+FORMAT_VERSION = 7  # 2: identity labels without a table; 3: packed level 0 (external vectors); 4: kinds;
                     # 5: int8 codes carry their error bounds (a 16-byte head);
                     # 6: a flag says whether level 0 is packed (external vectors save it unpacked again)
+                    # 7: filter links (near_links > 0)
+_NEAR_LINKS_SINCE = 7
 _PACKED_SINCE = 3
 _PACKED_FLAG_SINCE = 6
 _KINDS_SINCE = 4
@@ -44,7 +49,7 @@ _HEADER_FIELDS = (
     ("free_offset", "Q"), ("free_bytes", "Q"), ("free_hash", "Q"),
     ("labels_are_nodes", "I"), ("external_vectors", "I"),
     ("kind", "I"), ("params_bytes", "I"), ("codes_offset", "Q"), ("codes_bytes", "Q"), ("codes_hash", "Q"),
-    ("params_hash", "Q"), ("level0_packed", "I"),
+    ("params_hash", "Q"), ("level0_packed", "I"), ("near_links", "I"),
 )
 _HEADER = _struct.Struct("<" + "".join(f for _, f in _HEADER_FIELDS))
 _HEADER_HASHED = _HEADER_SIZE - 8
@@ -95,12 +100,17 @@ cdef inline size_t id_width(size_t count) noexcept nogil:
 cdef inline size_t count_width(size_t M0) noexcept nogil:
     return 1 if M0 <= 0xFF else 2
 
+cdef inline size_t node_lists(size_t E) noexcept nogil:
+    """Lists per node in a packed level 0: the links, and the filter links when there are any."""
+    return 2 if E > 0 else 1
+
 cdef bytes pack_level0(Graph *g):
     cdef size_t count = g.count, width = id_width(g.count), cw = count_width(g.M0)
-    cdef size_t node, j, n, links = 0, head = (count + 7) // 8 + count * cw
+    cdef size_t lists = node_lists(g.E), node, j, n, li, links = 0
+    cdef size_t head = (count + 7) // 8 + count * cw * lists
     cdef uint32_t *lst
     for node in range(count):
-        links += node_links(g, node, 0)[0]
+        links += node_links(g, node, 0)[0] + (node_near(g, node)[0] if g.E else 0)
     out = bytearray(head + links * width)
     if not out:
         return b""
@@ -114,20 +124,21 @@ cdef bytes pack_level0(Graph *g):
         for node in range(count):
             if node_deleted(g, node):
                 bits[node >> 3] |= <uint8_t> (1 << (node & 7))
-            lst = node_links(g, node, 0)
-            n = lst[0]
-            counts[node * cw] = <uint8_t> n
-            if cw == 2:
-                counts[node * cw + 1] = <uint8_t> (n >> 8)
-            for j in range(1, n + 1):
-                v = lst[j]
-                dst[0] = <uint8_t> v
-                dst[1] = <uint8_t> (v >> 8)
-                if width > 2:
-                    dst[2] = <uint8_t> (v >> 16)
-                if width > 3:
-                    dst[3] = <uint8_t> (v >> 24)
-                dst += width
+            for li in range(lists):
+                lst = node_links(g, node, 0) if li == 0 else node_near(g, node)
+                n = lst[0]
+                counts[(node * lists + li) * cw] = <uint8_t> n
+                if cw == 2:
+                    counts[(node * lists + li) * cw + 1] = <uint8_t> (n >> 8)
+                for j in range(1, n + 1):
+                    v = lst[j]
+                    dst[0] = <uint8_t> v
+                    dst[1] = <uint8_t> (v >> 8)
+                    if width > 2:
+                        dst[2] = <uint8_t> (v >> 16)
+                    if width > 3:
+                        dst[3] = <uint8_t> (v >> 24)
+                    dst += width
     return bytes(out)
 
 cdef struct UnpackJob:
@@ -147,7 +158,8 @@ cdef void unpack_task(void *ctx, size_t item, int worker) noexcept nogil:
     a chunk never reads past its links; here every count and id is checked."""
     cdef UnpackJob *job = <UnpackJob *> ctx
     cdef Graph *g = job.g
-    cdef size_t count = job.count, width = id_width(count), cw = count_width(g.M0), node, j, n
+    cdef size_t count = job.count, width = id_width(count), cw = count_width(g.M0), node, j, n, li
+    cdef size_t lists = node_lists(g.E), c
     cdef const uint8_t *bits = job.src
     cdef const uint8_t *counts = job.src + (count + 7) // 8
     cdef const uint8_t *pos = job.src + job.offsets[item]
@@ -156,27 +168,29 @@ cdef void unpack_task(void *ctx, size_t item, int worker) noexcept nogil:
     job.bad[item] = -1
     job.deleted[item] = 0
     for node in range(job.starts[item], job.starts[item + 1]):
-        n = counts[node * cw] if cw == 1 else counts[node * cw] | (<size_t> counts[node * cw + 1] << 8)
-        if n > g.M0:
-            job.bad[item] = <int64_t> node
-            return
         (<uint64_t *> node_record(g, node))[0] = node
         if (bits[node >> 3] >> (node & 7)) & 1:
             node_flags(g, node)[0] = FLAG_DELETED
             job.deleted[item] += 1
-        lst = node_links(g, node, 0)
-        lst[0] = <uint32_t> n
-        for j in range(1, n + 1):
-            v = pos[0] | (<uint32_t> pos[1] << 8)
-            if width > 2:
-                v |= <uint32_t> pos[2] << 16
-            if width > 3:
-                v |= <uint32_t> pos[3] << 24
-            if v >= count:
+        for li in range(lists):
+            c = (node * lists + li) * cw
+            n = counts[c] if cw == 1 else counts[c] | (<size_t> counts[c + 1] << 8)
+            if n > (g.M0 if li == 0 else g.E):
                 job.bad[item] = <int64_t> node
                 return
-            lst[j] = v
-            pos += width
+            lst = node_links(g, node, 0) if li == 0 else node_near(g, node)
+            lst[0] = <uint32_t> n
+            for j in range(1, n + 1):
+                v = pos[0] | (<uint32_t> pos[1] << 8)
+                if width > 2:
+                    v |= <uint32_t> pos[2] << 16
+                if width > 3:
+                    v |= <uint32_t> pos[3] << 24
+                if v >= count:
+                    job.bad[item] = <int64_t> node
+                    return
+                lst[j] = v
+                pos += width
 
 
 cdef void write_index_file(HNSWIndex index, str path, bint durable, bint pack=False) except *:
@@ -194,7 +208,8 @@ cdef void write_index_file(HNSWIndex index, str path, bint durable, bint pack=Fa
     params = (bytes(raw_view(g.quant_params, kind_param_count(g.kind, g.dim) * sizeof(float)))
               if index._trained else b"")
     fields = {
-        "magic": _MAGIC, "version": FORMAT_VERSION, "header_size": _HEADER_SIZE,
+        "magic": _MAGIC, "version": FORMAT_VERSION if g.E else _NEAR_LINKS_SINCE - 1,
+        "header_size": _HEADER_SIZE, "near_links": g.E,
         "dim": g.dim, "metric": g.metric, "M": g.M, "M0": g.M0,
         "ef_construction": g.ef_construction, "record_size": g.record_size,
         "vec_offset": g.vec_offset, "max_level": g.max_level, "entry_point": g.entry_point,
@@ -303,6 +318,8 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
         bad("invalid parameters in header")
     if h["M0"] != 2 * h["M"] or h["ef_construction"] < 1:
         bad("invalid link limits in header")
+    if h["near_links"] not in (0, h["M0"]) or h["near_links"] and h["version"] < _NEAR_LINKS_SINCE:
+        bad("invalid filter links in header")
     if h["external_vectors"] not in (0, 1) or h["labels_are_nodes"] not in (0, 1):
         bad("invalid flags in header")
     if h["external_vectors"] and not h["labels_are_nodes"]:
@@ -310,7 +327,8 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
     if h["kind"] not in _KIND_NAMES:
         bad("unknown storage kind")
     in_records = not h["external_vectors"] and h["kind"] == KIND_FLOAT32
-    vec_offset, record_size = vector_offset(h["M0"], in_records), record_bytes(h["M0"], h["dim"], in_records)
+    vec_offset = vector_offset(h["M0"], h["near_links"], in_records)
+    record_size = record_bytes(h["M0"], h["near_links"], h["dim"], in_records)
     if h["vec_offset"] != vec_offset or h["record_size"] != record_size:
         bad("record layout does not match the parameters")
     count = h["count"]
@@ -339,7 +357,7 @@ cdef void check_header(str path, dict h, size_t file_size) except *:
     if level0_packed(h) and not h["external_vectors"]:
         bad("a packed level 0 needs external vectors")
     if level0_packed(h):
-        if count and h["level0_bytes"] < (count + 7) // 8 + count * count_width(h["M0"]):
+        if count and h["level0_bytes"] < (count + 7) // 8 + count * count_width(h["M0"]) * node_lists(h["near_links"]):
             bad("section sizes do not match the counts")
     elif h["level0_bytes"] != count * h["record_size"]:
         bad("section sizes do not match the counts")
@@ -463,7 +481,7 @@ cdef object read_index_file(str path, bint verify, object ef_search, object patc
             raise CorruptionError(f"{path}: checksum mismatch in the upper-level or free-slot section")
         index = HNSWIndex(h["dim"], _METRIC_NAMES[h["metric"]], h["M"], h["ef_construction"],
                           capacity=0, ef_search=ef_search, external_vectors=h["external_vectors"] == 1,
-                          quantization=_KIND_NAMES[h["kind"]])
+                          quantization=_KIND_NAMES[h["kind"]], filter_links=h["near_links"] > 0)
         reserve = patch_growth(path, patch, h["count"])
         wide = patch_is_wide(patch, h["count"])
         attach_sections(index, path, f.fileno(), h, upper, free_list, verify, reserve, wide)
@@ -486,6 +504,10 @@ cdef void attach_sections(HNSWIndex index, str path, int fd, dict h, bytes upper
     g.node_locks = <unsigned char *> calloc(cap + 1, 1)
     if g.levels == NULL or g.upper == NULL or g.node_locks == NULL:
         raise MemoryError()
+    if g.E > 0:  # (the filter links' last distances: measured again when first needed)
+        g.near_worst = <float *> calloc(cap + 1, sizeof(float))
+        if g.near_worst == NULL:
+            raise MemoryError()
     g.capacity = count
     if count > 0 and level0_packed(h):
         unpack_into(g, path, fd, h, reserve)
@@ -586,13 +608,14 @@ cdef void widen_int8_heads(Graph *g, size_t reserve) except *:
 
 cdef void unpack_into(Graph *g, str path, int fd, dict h, size_t reserve=0) except *:
     """Read a packed level 0 (checksummed, every link checked) into fresh records, on all cores."""
-    cdef size_t count = h["count"], nbytes = h["level0_bytes"], cw = count_width(g.M0)
-    cdef size_t head = (count + 7) // 8 + count * cw
+    cdef size_t count = h["count"], nbytes = h["level0_bytes"], cw = count_width(g.M0), lists = node_lists(g.E)
+    cdef size_t head = (count + 7) // 8 + count * cw * lists
     packed = os.pread(fd, nbytes, h["level0_offset"])
     if len(packed) != nbytes or _checksum_bytes(packed) != h["level0_hash"]:
         raise CorruptionError(f"{path}: checksum mismatch in the level-0 links")
-    counts = np.frombuffer(packed, dtype=np.uint8 if cw == 1 else "<u2", count=count, offset=(count + 7) // 8)
-    ends = np.cumsum(counts, dtype=np.uint64)
+    counts = np.frombuffer(packed, dtype=np.uint8 if cw == 1 else "<u2", count=count * lists,
+                           offset=(count + 7) // 8).reshape(count, lists)
+    ends = np.cumsum(counts.sum(axis=1, dtype=np.uint64), dtype=np.uint64)
     if head + int(ends[-1]) * id_width(count) != nbytes:
         raise CorruptionError(f"{path}: the level-0 link counts do not match the section's length")
     # threads only pay off for big graphs (and each open would start them)
@@ -674,8 +697,9 @@ cdef void parse_upper(Graph *g, str path, bytes upper) except *:
 # slots (the database's graphs); others are saved whole.
 #
 #   [magic 8][header: _PATCH fields][u64 header hash] then per node:
-#   [u32 node][u32 level][u32 flags][u32 n][n u32 links][level * (M + 1) u32]
+#   [u32 node][u32 level][u32 flags][u32 n][n u32 links]([u32 m][m u32 filter links])[level * (M + 1) u32]
 #
+# (the filter links in every entry of a graph that has them, PATCH_HAS_NEAR in its flags)
 # Version 2 (compact kinds; float32 graphs still write version 1, which older
 # builds read) adds to the header the kind, the code size, whether the kind was
 # trained and the bytes of its parameters; the body starts with those
@@ -691,6 +715,7 @@ _PATCH_2 = _struct.Struct("<QQQQqiQQQQIIII")  # ... then kind, code size, traine
 
 cdef enum:
     PATCH_HAS_CODE = 0x80000000  # in an entry's flags: its code follows its lists
+    PATCH_HAS_NEAR = 0x40000000  # ... its filter links follow its level-0 list
     PATCH_LOOKAHEAD = 8          # entries whose records apply_patch fetches ahead
     PREFAULT_MIN_NODES = 1024    # fewer patched nodes take their faults in apply_patch's loop
 
@@ -719,6 +744,8 @@ cdef bytes pack_patch(HNSWIndex index):
         if node >= g.changed_base or g.changed[node]:
             entries += 1
             words += 4 + node_links(g, node, 0)[0] + <size_t> g.levels[node] * (g.M + 1)
+            if g.E:
+                words += 1 + node_near(g, node)[0]
             if entry_has_code(g, node):
                 words += code_words
     body = bytearray((n_params + words) * 4)
@@ -734,10 +761,15 @@ cdef bytes pack_patch(HNSWIndex index):
                 lst = node_links(g, node, 0)
                 w[pos] = <uint32_t> node
                 w[pos + 1] = g.levels[node]
-                w[pos + 2] = node_flags(g, node)[0] | (PATCH_HAS_CODE if entry_has_code(g, node) else 0)
+                w[pos + 2] = (node_flags(g, node)[0] | (PATCH_HAS_CODE if entry_has_code(g, node) else 0)
+                              | (PATCH_HAS_NEAR if g.E else 0))
                 w[pos + 3] = lst[0]
                 memcpy(&w[pos + 4], lst + 1, lst[0] * 4)
                 pos += 4 + lst[0]
+                if g.E:
+                    lst = node_near(g, node)
+                    memcpy(&w[pos], lst, (lst[0] + 1) * 4)
+                    pos += 1 + lst[0]
                 lw = <size_t> g.levels[node] * (g.M + 1)
                 if lw:
                     memcpy(&w[pos], g.upper[node], lw * 4)
@@ -765,10 +797,14 @@ cdef object patch_header(bytes data):
     return None
 
 
-cdef inline size_t entry_words(const uint32_t *entry, size_t M, size_t code_words) noexcept nogil:
-    """The words of the patch entry at `entry` (its counts as written: apply_patch checks them)."""
-    return (4 + <size_t> entry[3] + <size_t> entry[1] * (M + 1)
-            + (code_words if entry[2] & PATCH_HAS_CODE else 0))
+cdef inline size_t entry_words(const uint32_t *entry, size_t M, size_t code_words, size_t room) noexcept nogil:
+    """The words of the patch entry at `entry`, of `room` words to the body's end (its
+    counts as written: apply_patch checks them)."""
+    cdef size_t words = (4 + <size_t> entry[3] + <size_t> entry[1] * (M + 1)
+                         + (code_words if entry[2] & PATCH_HAS_CODE else 0))
+    if entry[2] & PATCH_HAS_NEAR:
+        words += 1 + (<size_t> entry[4 + entry[3]] if 4 + <size_t> entry[3] < room else 0)
+    return words
 
 
 cdef struct TouchJob:
@@ -799,7 +835,7 @@ cdef void prefault_records(Graph *g, const uint32_t[::1] w, size_t pos, size_t e
             break
         nv[n] = w[pos]
         n += 1
-        pos += entry_words(&w[pos], g.M, code_words)
+        pos += entry_words(&w[pos], g.M, code_words, total - pos)
     if n < PREFAULT_MIN_NODES:  # (starting threads would cost more)
         return
     cdef int threads = default_threads()
@@ -853,7 +889,7 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data, bint prefault=False
             raise MemoryError()
     g.changed_base = base
     cdef const uint32_t[::1] w = memoryview(body).cast("I") if nbytes else None
-    cdef size_t pos = params_bytes // 4, total = nbytes // 4, node, level, flags, n, lw, k
+    cdef size_t pos = params_bytes // 4, total = nbytes // 4, node, level, flags, n, lw, k, nw
     cdef size_t c_base = base, c_count = count, c_entries = entries  # (C loops below)
     cdef size_t code_words = (g.code_size + 3) // 4 if g.kind != KIND_FLOAT32 else 0, cw
     cdef int64_t deleted = g.n_deleted
@@ -869,7 +905,7 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data, bint prefault=False
             a = w[ahead]
             if a < g.capacity:
                 __builtin_prefetch(node_record(g, a))
-            ahead += entry_words(&w[ahead], g.M, code_words)
+            ahead += entry_words(&w[ahead], g.M, code_words, total - ahead)
         if k < PATCH_LOOKAHEAD:
             continue
         if pos + 4 > total:
@@ -877,9 +913,13 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data, bint prefault=False
         node, level, flags, n = w[pos], w[pos + 1], w[pos + 2], w[pos + 3]
         lw = level * (g.M + 1)
         cw = code_words if flags & PATCH_HAS_CODE else 0
-        flags &= ~(<size_t> PATCH_HAS_CODE)
+        if (flags & PATCH_HAS_NEAR != 0) != (g.E > 0):
+            bad(f"invalid entry for node {node}: its filter links do not match the graph's")
+        nw = 1 + w[pos + 4 + n] if g.E and pos + 4 + n < total else (1 if g.E else 0)  # (m checked below)
+        flags &= ~(<size_t> (PATCH_HAS_CODE | PATCH_HAS_NEAR))
         if (node >= c_count or level > MAX_LEVEL or flags & ~(<size_t> FLAG_DELETED) or n > g.M0
-                or pos + 4 + n + lw + cw > total or (node >= c_base and cw == 0 and code_words)):
+                or nw > g.E + 1 or pos + 4 + n + nw + lw + cw > total
+                or (node >= c_base and cw == 0 and code_words)):
             bad(f"invalid entry for node {node}")
         if node >= c_base:
             if node != next_new:
@@ -904,12 +944,20 @@ cdef void apply_patch(HNSWIndex index, str path, bytes data, bint prefault=False
         lst[0] = <uint32_t> n
         if n:
             memcpy(lst + 1, &w[pos + 4], n * 4)
+        pos += 4 + n
+        if nw:
+            for j in range(pos + 1, pos + nw):
+                if w[j] >= c_count:
+                    bad(f"node {node} has a filter link to invalid node {w[j]}")
+            memcpy(node_near(g, node), &w[pos], nw * 4)
+            g.near_worst[node] = 0.0  # (measured again when first needed)
+            pos += nw
         if lw:
-            memcpy(g.upper[node], &w[pos + 4 + n], lw * 4)
+            memcpy(g.upper[node], &w[pos], lw * 4)
             upper_changed = True
         if cw:
-            memcpy(<char *> node_code(g, node), &w[pos + 4 + n + lw], g.code_size)
-        pos += 4 + n + lw + cw
+            memcpy(<char *> node_code(g, node), &w[pos + lw], g.code_size)
+        pos += lw + cw
     if pos != total or next_new != c_count:
         bad("entries do not match the counts")
     if new_params and base_codes != c_base:
