@@ -450,8 +450,10 @@ cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, si
 # near ones the heuristic's spread-out list lacks. Only when fewer than
 # FILTERED_FEW are allowed does it look through the disallowed heuristic
 # neighbours (two hops), so sparse filters stay connected. Measured on WordNet
-# 80k (the probe of stop 24): 0.94-1.23x the unfiltered rate at recall@10
-# 0.950-0.980 at 5.7-21 %, where the two-hop walk on the same graph ran at 0.53-0.73x.
+# 80k through the database (benchmarks/bench_filters.py --defaults
+# --word-queries): 0.79-1.41x the unfiltered rate at recall@10 0.950-0.982 at
+# 5.7-21 %, where the two-hop walk ran at 0.62-1.01x; with the walk forced at
+# 0.9-3 % (where the exact scan serves 80k rows) 0.90-1.39x at 0.955-0.994.
 cdef enum:
     FILTERED_FEW = 2
 
@@ -760,16 +762,18 @@ cdef inline size_t filtered_beam(size_t ef, size_t k, size_t allowed_count, size
     return beam if beam > k else k
 
 
-# The stretch and beam of a walk over filter links, at 6 %, 12 % and 21 %
-# selectivity (linear between, flat outside). Measured on WordNet 80k
-# (interleaved passes against the unfiltered walk of the same graph, ef 94):
-# the one-word queries need the largest stretch, 1.20 at 21 % (1.18 left
-# recall@10 0.947) and 1.18 at 6 % (1.16: 0.948), where a beam of 0.6 rather
-# than 0.8 kept recall and paid for the stretch; at 12 % 1.16 is enough.
+# The stretch and beam (times ef) of a walk over filter links at 6 %, 12 % and
+# 21 % selectivity (by_selectivity). Measured on WordNet 80k, interleaved passes
+# against the unfiltered walk of the same graph at ef 94: the one-word queries
+# need the largest stretch, 1.20 at 21 % (1.18 left recall@10 0.947) and 1.18
+# at 6 % (1.16: 0.948), where a beam of 0.56 * ef rather than 0.75 * ef kept
+# recall and paid for the stretch; at 12 % 1.16 is enough (1.15: 0.940). Ending
+# the stretch after 3 beams instead of FILTERED_EXPANSIONS = 4 ran 1.2x faster
+# but left one-word recall at 0.936-0.938 at 6 % and 21 %.
 cdef float FILTERED_STRETCH[3]
 cdef float FILTERED_BEAM[3]
 FILTERED_STRETCH[0], FILTERED_STRETCH[1], FILTERED_STRETCH[2] = 1.18, 1.16, 1.20
-FILTERED_BEAM[0], FILTERED_BEAM[1], FILTERED_BEAM[2] = 0.6, 0.9, 1.2
+FILTERED_BEAM[0], FILTERED_BEAM[1], FILTERED_BEAM[2] = 0.56, 0.69, 0.52
 
 cdef inline double by_selectivity(const float *at, double sel) noexcept nogil:
     """The value `at` gives for 6 %, 12 % and 21 % selectivity, linear between them, flat outside."""
@@ -781,13 +785,10 @@ cdef inline double by_selectivity(const float *at, double sel) noexcept nogil:
         return at[1] + (at[2] - at[1]) * (sel - 0.12) / 0.09
     return at[2]
 
-cdef inline size_t filtered_links_beam(size_t ef, size_t k, double sel, size_t M0) noexcept nogil:
-    """The beam of a walk over filter links: FILTERED_BEAM times 4/3 of the two-hop
-    walk's (filtered_beam). At 21 % that is 0.52 * ef, at 12 % 0.69 * ef and at
-    6 % 0.56 * ef: one hop there gathers about 64 * s allowed neighbours, near ones."""
-    cdef double share = 2.2 / (sel * <double> M0)
-    cdef size_t beam = <size_t> (ef * by_selectivity(FILTERED_BEAM, sel) * 4.0 / 3.0
-                                 * (share if share < 0.7 else 0.7) + 0.5)
+cdef inline size_t filtered_links_beam(size_t ef, size_t k, double sel) noexcept nogil:
+    """The beam of a walk over filter links, FILTERED_BEAM * ef: one hop gathers about
+    4M * s allowed neighbours, near ones, so a short beam finds the top k."""
+    cdef size_t beam = <size_t> (ef * by_selectivity(FILTERED_BEAM, sel) + 0.5)
     return beam if beam > k else k
 
 # A stretched walk over filter links ends its stretch after this many times its beam of expansions.
@@ -837,7 +838,7 @@ cdef Py_ssize_t knn_search(Graph *g, Scratch *s, const Query *q, const float *ex
             sel = <double> allowed_count / <double> g.label_count
             if two_hop and g.E > 0:
                 gather = WALK_FILTERED
-                ef = filtered_links_beam(ef, pool, sel, g.M0)
+                ef = filtered_links_beam(ef, pool, sel)
                 stretch = <float> by_selectivity(FILTERED_STRETCH, sel)
                 budget = FILTERED_EXPANSIONS * ef
             elif two_hop:
