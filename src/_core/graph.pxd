@@ -6,7 +6,8 @@
 # touches one record. `links` are the heuristic's (spread across directions,
 # what every walk reads); `near` (E > 0, "filter links") are more of the node's
 # nearest neighbours that the heuristic left out, sorted by distance, which
-# only filtered walks read (hnsw.pxi, gather_filtered). Saved files hold this block verbatim and map it back.
+# only filtered walks read (hnsw.pxi, gather_filtered). Saved files hold this
+# block verbatim and map it back.
 # With external vectors (the database's mode) records stop after the links and
 # node i's vector is row i of an array the owner attaches (the database's
 # memory-mapped vector file), so vectors are stored once, on disk and in RAM.
@@ -74,7 +75,7 @@ cdef struct Graph:
     size_t M               # max links per node on upper levels
     size_t M0              # max links per node on level 0 (2 * M)
     size_t E               # filter links per node on level 0 (0: none, else M0)
-    float *near_worst      # per node: distance to its last filter link (NaN: not known yet)
+    float *near_worst      # per node: distance to its last filter link (0: not known yet, INFINITY: room left)
     size_t ef_construction
     double level_mult      # 1 / ln(M): the level distribution's scale
     uint64_t rng           # level draws; one sequence per index, so builds replay
