@@ -451,9 +451,9 @@ cdef size_t gather_two_hop(const Graph *g, Scratch *s, const uint32_t *links, si
 # FILTERED_FEW are allowed does it look through the disallowed heuristic
 # neighbours (two hops), so sparse filters stay connected. Measured on WordNet
 # 80k through the database (benchmarks/bench_filters.py --defaults
-# --word-queries): 0.79-1.41x the unfiltered rate at recall@10 0.950-0.982 at
+# --word-queries): 0.81-1.36x the unfiltered rate at recall@10 0.954-0.978 at
 # 5.7-21 %, where the two-hop walk ran at 0.62-1.01x; with the walk forced at
-# 0.9-3 % (where the exact scan serves 80k rows) 0.90-1.39x at 0.955-0.994.
+# 0.9-3 % (where the exact scan serves 80k rows) 0.92-1.17x at 0.958-0.993.
 cdef enum:
     FILTERED_FEW = 2
 
