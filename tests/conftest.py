@@ -32,6 +32,24 @@ def clustered(n: int, dim: int, seed: int = 0, centres: int = 20) -> np.ndarray:
     return (means[which] + rng.normal(0, 1, size=(n, dim))).astype(np.float32)
 
 
+def batch_inserter(index, rows: np.ndarray, first_label: int, errors: list, done, start=None, batch: int = 500):
+    """A thread target adding `rows` to `index` in batches (labels from `first_label`),
+    after `start` (a barrier) if given; it records an exception in `errors` and sets
+    `done` when it ends, so readers beside it know when to stop."""
+    def insert():
+        try:
+            if start is not None:
+                start.wait()
+            for first in range(0, len(rows), batch):
+                labels = np.arange(first_label + first, first_label + min(first + batch, len(rows)))
+                index.add(rows[first:first + batch], labels, num_threads=2)
+        except Exception as exc:  # pragma: no cover - reported by the test
+            errors.append(exc)
+        finally:
+            done.set()
+    return insert
+
+
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     k = truth.shape[1]
     return float(np.mean([len(set(map(int, f[:k])) & set(map(int, t))) / k for f, t in zip(found, truth)]))

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 import vjson
-from conftest import clustered
+from conftest import batch_inserter, clustered
 
 
 def test_parallel_searches_match_serial():
@@ -37,15 +37,6 @@ def test_searches_while_another_thread_inserts():
     errors = []
     done = threading.Event()
 
-    def writer():
-        try:
-            for start in range(0, 6000, 500):
-                index.add(extra[start:start + 500], np.arange(10_000 + start, 10_500 + start), num_threads=2)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            done.set()
-
     def reader():
         try:
             while not done.is_set():
@@ -56,6 +47,7 @@ def test_searches_while_another_thread_inserts():
         except Exception as exc:
             errors.append(exc)
 
+    writer = batch_inserter(index, extra, 10_000, errors, done)
     threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
     for th in threads:
         th.start()

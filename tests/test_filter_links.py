@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import vjson
-from conftest import clustered, recall_at_k
+from conftest import batch_inserter, clustered, recall_at_k
 
 
 def exact_filtered(data, queries, rows, k, metric):
@@ -194,16 +194,6 @@ def test_filtered_searches_read_filter_links_while_another_thread_inserts():
     done = threading.Event()
     errors, during = [], []
 
-    def writer():
-        try:
-            start.wait()
-            for first in range(0, 6000, 500):
-                index.add(extra[first:first + 500], np.arange(10_000 + first, 10_500 + first), num_threads=2)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            done.set()
-
     def reader(t):
         try:
             start.wait()
@@ -217,6 +207,7 @@ def test_filtered_searches_read_filter_links_while_another_thread_inserts():
         except Exception as exc:
             errors.append(exc)
 
+    writer = batch_inserter(index, extra, 10_000, errors, done, start)
     threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(t,)) for t in range(3)]
     for th in threads:
         th.start()
